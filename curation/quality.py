@@ -1,0 +1,43 @@
+"""Quality stages: datatrove's Gopher, C4 and FineWeb heuristic filters, each a stage of its own.
+
+They run offline: the word and sentence splitting they need comes from spaCy's blank language
+pipelines (no model download), C4 splits on lines (its default, no nltk punkt), and C4's bad-words
+list is not used (datatrove downloads it; ``C4BadWordsFilter`` is left out).
+"""
+
+from __future__ import annotations
+
+from datatrove.data import Document
+from datatrove.pipeline.filters import (
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
+from datatrove.pipeline.filters.base_filter import BaseFilter
+
+from curation.stage import Stage, Verdict
+
+
+class DatatroveFilterStage(Stage):
+    """Any datatrove ``BaseFilter`` as a stage: its own reason strings become the funnel's."""
+
+    def __init__(self, name: str, datatrove_filter: BaseFilter):
+        self.name = name
+        self.filter = datatrove_filter
+
+    def apply(self, doc: Document) -> Verdict:
+        return self.filter.filter(doc)
+
+
+QUALITY_FILTERS: dict[str, type[BaseFilter]] = {
+    "gopher_repetition": GopherRepetitionFilter,
+    "gopher_quality": GopherQualityFilter,
+    "c4_quality": C4QualityFilter,
+    "fineweb_quality": FineWebQualityFilter,
+}
+
+
+def quality_stage(name: str, **params) -> DatatroveFilterStage:
+    """Build the named quality stage; ``params`` are the datatrove filter's own arguments."""
+    return DatatroveFilterStage(name, QUALITY_FILTERS[name](**params))

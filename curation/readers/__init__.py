@@ -1,0 +1,25 @@
+"""Readers turn input files into undecoded documents; see ``base.raw_document``."""
+
+from collections.abc import Callable, Iterator
+
+from datatrove.data import Document
+
+from curation.readers.base import InputFile
+from curation.readers.html_folder import read_html_folder
+from curation.readers.jsonl import read_jsonl
+from curation.readers.parquet import read_parquet
+from curation.readers.warc import read_warc
+
+READERS: dict[str, Callable[[InputFile], Iterator[Document]]] = {
+    "warc": read_warc,
+    "jsonl": read_jsonl,
+    "parquet": read_parquet,
+    "html": read_html_folder,
+}
+
+
+def read_file(file: InputFile) -> Iterator[Document]:
+    return READERS[file.format](file)
+
+
+__all__ = ["InputFile", "READERS", "read_file"]

@@ -1,0 +1,116 @@
+"""The stage contract and the accounting that every stage gets for free.
+
+A stage answers one question per document: keep it (``True``) or reject it (``False`` or
+``(False, reason)``), the same contract as datatrove's ``BaseFilter.filter``. A stage may rewrite
+``doc.text`` or add metadata while doing so. ``run_stage`` streams documents through a stage,
+counts documents, bytes and tokens in/kept/rejected/out per domain, and hands every rejected
+document, with its reason and the text it entered with, to a sink: nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+
+from datatrove.data import Document
+
+from curation.stats import StageStats
+
+logger = logging.getLogger(__name__)
+
+Verdict = bool | tuple[bool, str]
+RejectSink = Callable[[Document, str, "bytes | None"], None]
+
+# Transient metadata (never written to disk): the undecoded record bytes, and a read error.
+RAW_KEY = "_raw"
+READ_ERROR_KEY = "_read_error"
+MEASURE_KEY = "_measure"
+
+
+class Stage(ABC):
+    """One unit of curation. Subclasses set ``name`` and implement ``apply``."""
+
+    name: str = "stage"
+
+    def open(self) -> None:
+        """Acquire per-worker resources (models, subprocesses); called once before the first document."""
+
+    def close(self) -> None:
+        """Release what ``open`` acquired."""
+
+    def __enter__(self) -> Stage:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @abstractmethod
+    def apply(self, doc: Document) -> Verdict:
+        """Keep (True) or reject (False, or (False, reason)) one document; may rewrite it."""
+
+
+class TextMeasure:
+    """Measures a document as (utf-8 bytes, tokens).
+
+    Counting tokens is the expensive part, so the result is cached on the document and reused
+    until a stage replaces ``doc.text`` (checked by identity, which is O(1)). Metadata keys that
+    start with an underscore are transient and never written to disk.
+    """
+
+    def __init__(self, count_tokens: Callable[[str], int] | None = None):
+        self.count_tokens = count_tokens
+
+    def __call__(self, doc: Document) -> tuple[int, int]:
+        raw = doc.metadata.get(RAW_KEY)
+        if raw is not None:  # not decoded yet: measure the record as it arrived
+            return len(raw), self._tokens(raw.decode("utf-8", errors="replace"))
+        cached = doc.metadata.get(MEASURE_KEY)
+        if cached is not None and cached[0] is doc.text:
+            return cached[1]
+        size = (len(doc.text.encode("utf-8", errors="surrogatepass")), self._tokens(doc.text))
+        doc.metadata[MEASURE_KEY] = (doc.text, size)
+        return size
+
+    def _tokens(self, text: str) -> int:
+        return self.count_tokens(text) if self.count_tokens is not None and text else 0
+
+
+def _as_verdict(result: Verdict, stage: Stage) -> tuple[bool, str]:
+    if isinstance(result, tuple):
+        keep, reason = result
+        return bool(keep), reason or stage.name
+    return bool(result), stage.name
+
+
+def run_stage(
+    stage: Stage,
+    docs: Iterable[Document],
+    stats: StageStats,
+    measure: TextMeasure,
+    reject: RejectSink,
+) -> Iterator[Document]:
+    """Stream ``docs`` through ``stage``; yield the kept ones and account for every one."""
+    warned: set[str] = set()
+    for doc in docs:
+        domain = doc.metadata["domain"]
+        size_in = measure(doc)
+        text_in = doc.text
+        start = time.perf_counter()
+        try:
+            keep, reason = _as_verdict(stage.apply(doc), stage)
+        except Exception as exc:  # one bad document must not take the shard down with it
+            keep, reason = False, f"error:{type(exc).__name__}"
+            if reason not in warned:
+                warned.add(reason)
+                logger.warning("stage %s failed on %s (%s: %s); rejecting it", stage.name, doc.id, type(exc).__name__, exc)
+        stats.wall_time_s += time.perf_counter() - start
+        if keep:
+            stats.record_kept(domain, size_in, measure(doc))
+            yield doc
+        else:
+            doc.text = text_in  # the rejected copy is the document as it entered the stage
+            stats.record_rejected(domain, reason, size_in)
+            reject(doc, reason, doc.metadata.get(RAW_KEY))

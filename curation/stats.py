@@ -1,0 +1,129 @@
+"""Per-stage, per-domain accounting: documents, bytes and tokens in, kept, rejected (by reason) and out.
+
+``in`` and the ``kept``/``rejected`` split are measured on a document as it enters the stage, so
+``in == kept + rejected`` holds exactly for documents, bytes and tokens. ``out`` is measured on the
+kept documents as they leave the stage: it differs from ``kept`` only for stages that rewrite the
+text (extraction turns HTML into text; the C4 filter drops lines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Counts:
+    docs: int = 0
+    bytes: int = 0
+    tokens: int = 0
+
+    def add(self, n_bytes: int, n_tokens: int, docs: int = 1) -> None:
+        self.docs += docs
+        self.bytes += n_bytes
+        self.tokens += n_tokens
+
+    def merge(self, other: Counts) -> None:
+        self.add(other.bytes, other.tokens, other.docs)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"docs": self.docs, "bytes": self.bytes, "tokens": self.tokens}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Counts:
+        return cls(int(d["docs"]), int(d["bytes"]), int(d["tokens"]))
+
+
+@dataclass
+class DomainStats:
+    in_: Counts = field(default_factory=Counts)
+    kept: Counts = field(default_factory=Counts)
+    rejected: Counts = field(default_factory=Counts)
+    out: Counts = field(default_factory=Counts)
+    reasons: dict[str, Counts] = field(default_factory=dict)
+
+    def merge(self, other: DomainStats) -> None:
+        for name in ("in_", "kept", "rejected", "out"):
+            getattr(self, name).merge(getattr(other, name))
+        for reason, counts in other.reasons.items():
+            self.reasons.setdefault(reason, Counts()).merge(counts)
+
+    def to_dict(self) -> dict:
+        return {
+            "in": self.in_.to_dict(),
+            "kept": self.kept.to_dict(),
+            "rejected": self.rejected.to_dict(),
+            "out": self.out.to_dict(),
+            "rejected_by_reason": {r: c.to_dict() for r, c in sorted(self.reasons.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DomainStats:
+        return cls(
+            in_=Counts.from_dict(d["in"]),
+            kept=Counts.from_dict(d["kept"]),
+            rejected=Counts.from_dict(d["rejected"]),
+            out=Counts.from_dict(d["out"]),
+            reasons={r: Counts.from_dict(c) for r, c in d["rejected_by_reason"].items()},
+        )
+
+
+@dataclass
+class StageStats:
+    name: str
+    wall_time_s: float = 0.0
+    domains: dict[str, DomainStats] = field(default_factory=dict)
+
+    def domain(self, name: str) -> DomainStats:
+        return self.domains.setdefault(name, DomainStats())
+
+    def record_kept(self, domain: str, size_in: tuple[int, int], size_out: tuple[int, int]) -> None:
+        d = self.domain(domain)
+        d.in_.add(*size_in)
+        d.kept.add(*size_in)
+        d.out.add(*size_out)
+
+    def record_rejected(self, domain: str, reason: str, size_in: tuple[int, int]) -> None:
+        d = self.domain(domain)
+        d.in_.add(*size_in)
+        d.rejected.add(*size_in)
+        d.reasons.setdefault(reason, Counts()).add(*size_in)
+
+    def total(self) -> DomainStats:
+        total = DomainStats()
+        for d in self.domains.values():
+            total.merge(d)
+        return total
+
+    def merge(self, other: StageStats) -> None:
+        assert other.name == self.name, (self.name, other.name)
+        self.wall_time_s += other.wall_time_s
+        for name, d in other.domains.items():
+            self.domain(name).merge(d)
+
+    def invariant_violations(self) -> list[str]:
+        """Names every (domain, measure) where in != kept + rejected; empty when the books balance."""
+        problems = []
+        for name, d in sorted(self.domains.items()):
+            for measure in ("docs", "bytes", "tokens"):
+                n_in = getattr(d.in_, measure)
+                n_split = getattr(d.kept, measure) + getattr(d.rejected, measure)
+                by_reason = sum(getattr(c, measure) for c in d.reasons.values())
+                if n_in != n_split or by_reason != getattr(d.rejected, measure):
+                    problems.append(f"{self.name}/{name}/{measure}: in={n_in} kept+rejected={n_split} reasons={by_reason}")
+        return problems
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "wall_time_s": round(self.wall_time_s, 3),
+            "total": self.total().to_dict(),
+            "domains": {n: d.to_dict() for n, d in sorted(self.domains.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StageStats:
+        return cls(
+            name=d["name"],
+            wall_time_s=float(d["wall_time_s"]),
+            domains={n: DomainStats.from_dict(x) for n, x in d["domains"].items()},
+        )

@@ -1,0 +1,224 @@
+"""The typed configuration of a curation run: YAML in, CLI overrides on top, clear errors out.
+
+Every knob has a name and a default here; the defaults run on the bundled sample corpus and
+follow FineWeb's published pipeline (English, lid score 0.65, Gopher/C4/FineWeb filters with
+datatrove's defaults, C4's terminal-punctuation rule off as in FineWeb).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample_corpus"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the offending field."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    format: Literal["warc", "jsonl", "parquet", "html"]
+    paths: list[str] = Field(min_length=1, description="files, globs or (for html) folders")
+    domain: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    content_type: Literal["html", "text"] = "html"
+    text_field: str = "text"
+    url_field: str = "url"
+    id_field: str | None = None
+
+
+def _bundled_sources() -> list[SourceConfig]:
+    return [
+        SourceConfig(name=f"sample-{domain}", format="warc", domain=domain, paths=[str(SAMPLE_CORPUS / "warc" / f"{domain}-*.warc.gz")])
+        for domain in ("finance", "general")
+    ] + [SourceConfig(name="iana-crawl", format="warc", domain="general", paths=[str(SAMPLE_CORPUS / "real_crawl" / "*.warc.gz")])]
+
+
+class ReadConfig(Strict):
+    max_document_bytes: int = Field(5_000_000, gt=0)
+
+
+class ExtractConfig(Strict):
+    timeout_s: float = Field(5.0, gt=0)
+    favour_precision: bool = True
+    max_html_bytes: int = Field(2_000_000, gt=0)
+
+
+class LanguageConfig(Strict):
+    enabled: bool = True
+    languages: list[str] | None = Field(default_factory=lambda: ["en"], description="None keeps every language")
+    threshold: float = Field(0.65, ge=0, le=1)
+
+
+class GopherRepetitionConfig(Strict):
+    enabled: bool = True
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
+    dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+
+
+class GopherQualityConfig(Strict):
+    enabled: bool = True
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: int | None = 3
+    max_avg_word_length: int | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    max_non_alpha_words_ratio: float | None = 0.8
+    min_stop_words: int | None = 2
+
+
+class C4QualityConfig(Strict):
+    enabled: bool = True
+    filter_no_terminal_punct: bool = False  # FineWeb turns this C4 rule off
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+
+
+class FineWebQualityConfig(Strict):
+    enabled: bool = True
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+
+class QualityConfig(Strict):
+    gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
+    gopher_quality: GopherQualityConfig = GopherQualityConfig()
+    c4_quality: C4QualityConfig = C4QualityConfig()
+    fineweb_quality: FineWebQualityConfig = FineWebQualityConfig()
+
+
+class TokenizerConfig(Strict):
+    model_path: str | None = Field(None, description="an existing sentencepiece model; skips training")
+    vocab_size: int = Field(8192, ge=256, le=1 << 20)
+    model_type: Literal["bpe", "unigram"] = "bpe"
+    character_coverage: float = Field(0.9995, gt=0, le=1)
+    byte_fallback: bool = True
+    sample_rate: float = Field(0.5, gt=0, le=1, description="fraction of records (by id hash) sampled for training")
+    sample_chars: int = Field(20_000_000, gt=0, description="text budget of the sample, split evenly over domains")
+
+
+class RayConfig(Strict):
+    address: str | None = Field(None, description="a Ray cluster; default: $RAY_ADDRESS, else a local Ray")
+    num_cpus: int | None = Field(None, gt=0, description="local Ray only; default: all cores")
+
+
+class WebCorpusConfig(Strict):
+    run_name: str = Field("sample", pattern=r"^[A-Za-z0-9_.-]+$")
+    runs_dir: str = "runs"
+    sources: list[SourceConfig] = Field(default_factory=_bundled_sources, min_length=1)
+    read: ReadConfig = ReadConfig()
+    extract: ExtractConfig = ExtractConfig()
+    language: LanguageConfig = LanguageConfig()
+    quality: QualityConfig = QualityConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    ray: RayConfig = RayConfig()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique, got {names}")
+        return sources
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.run_name
+
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes the output (not where the run lives or which Ray runs it)."""
+        shaping = self.model_dump(mode="json", exclude={"runs_dir", "run_name", "ray"})
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["quality.gopher_quality.min_doc_words=80", "language.languages=[en, de]"]`` → a nested dict.
+
+    Values are read as YAML, so numbers, booleans, lists and ``null`` work as expected.
+    """
+    tree: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.field=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+        _set_path(tree, key.strip(), value)
+    return tree
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> WebCorpusConfig:
+    """Build the run config from an optional YAML file and ``section.field=value`` overrides."""
+    tree: dict = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+        tree = loaded or {}
+    tree = _deep_merge(tree, parse_overrides(overrides or []))
+    try:
+        return WebCorpusConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None

@@ -1,0 +1,85 @@
+"""The retention funnel: per-shard stats merged into the run's ``stats.json``, and its table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from curation.stats import StageStats
+
+
+def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) -> list[StageStats]:
+    merged = {name: StageStats(name) for name in stage_order}
+    for payload in shard_payloads:
+        for stage in payload["stages"]:
+            merged[stage["name"]].merge(StageStats.from_dict(stage))
+    return [merged[name] for name in stage_order]
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 6) if whole else None
+
+
+def retention(stages: list[StageStats]) -> dict:
+    """What survives every stage, against what came in and against the extracted text.
+
+    ``tokens_vs_extracted`` is the headline figure: tokens kept over the tokens of the text that
+    extraction produced (the raw extracted input), both counted with the run's tokenizer.
+    """
+    first, last = stages[0].total(), stages[-1].total()
+    extracted = next((s.total().out for s in stages if s.name == "extract"), first.in_)
+    per_domain = {}
+    for domain in sorted(stages[0].domains):
+        d_first = stages[0].domains[domain]
+        d_last = stages[-1].domains.get(domain)
+        d_extracted = next((s.domains[domain].out for s in stages if s.name == "extract" and domain in s.domains), d_first.in_)
+        kept = d_last.out if d_last else None
+        per_domain[domain] = {
+            "docs_in": d_first.in_.docs,
+            "docs_kept": kept.docs if kept else 0,
+            "tokens_extracted": d_extracted.tokens,
+            "tokens_kept": kept.tokens if kept else 0,
+            "docs": _ratio(kept.docs if kept else 0, d_first.in_.docs),
+            "tokens_vs_extracted": _ratio(kept.tokens if kept else 0, d_extracted.tokens),
+        }
+    return {
+        "docs": _ratio(last.out.docs, first.in_.docs),
+        "bytes_vs_raw": _ratio(last.out.bytes, first.in_.bytes),
+        "tokens_vs_raw": _ratio(last.out.tokens, first.in_.tokens),
+        "tokens_vs_extracted": _ratio(last.out.tokens, extracted.tokens),
+        "tokens_extracted": extracted.tokens,
+        "tokens_kept": last.out.tokens,
+        "per_domain": per_domain,
+    }
+
+
+def _top_reasons(stage: StageStats, n: int = 3) -> str:
+    reasons = stage.total().reasons
+    top = sorted(reasons.items(), key=lambda kv: (-kv[1].docs, kv[0]))[:n]
+    return ", ".join(f"{r} {c.docs}" for r, c in top)
+
+
+def render_table(stats: dict) -> str:
+    """A plain-text table of the funnel for the console."""
+    header = f"{'stage':<18}{'docs in':>9}{'kept':>8}{'rej':>7}{'tokens in':>12}{'tokens out':>12}{'keep%':>7}  top rejection reasons"
+    lines = [header, "-" * len(header)]
+    for stage in stats["stages"]:
+        total = stage["total"]
+        keep = 100 * total["kept"]["docs"] / total["in"]["docs"] if total["in"]["docs"] else 0.0
+        reasons = _top_reasons(StageStats.from_dict(stage))
+        lines.append(
+            f"{stage['name']:<18}{total['in']['docs']:>9}{total['kept']['docs']:>8}{total['rejected']['docs']:>7}"
+            f"{total['in']['tokens']:>12}{total['out']['tokens']:>12}{keep:>6.1f}%  {reasons}"
+        )
+    r = stats["retention"]
+    lines.append("")
+    for domain, d in r["per_domain"].items():
+        lines.append(
+            f"{domain:<10} docs {d['docs_kept']}/{d['docs_in']}  tokens kept {d['tokens_kept']} of {d['tokens_extracted']} extracted"
+            f" ({100 * (d['tokens_vs_extracted'] or 0):.2f}%)"
+        )
+    lines.append(
+        f"retention: {100 * (r['tokens_vs_extracted'] or 0):.2f}% of extracted tokens "
+        f"({r['tokens_kept']} of {r['tokens_extracted']}), {100 * (r['docs'] or 0):.2f}% of documents, "
+        f"{100 * (r['tokens_vs_raw'] or 0):.2f}% of raw-record tokens"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Starting or joining Ray: a cluster when one is named, otherwise a local Ray sized to the machine."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from tqdm import tqdm
+
+from pipelines.config import RayConfig
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def ray_session(cfg: RayConfig) -> Iterator[None]:
+    """Connect to ``cfg.address`` or ``$RAY_ADDRESS``, else start a local Ray; shut down what we started."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        logger.info("joining Ray cluster at %s", address)
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        num_cpus = cfg.num_cpus or os.cpu_count() or 1
+        logger.info("starting a local Ray with %d CPUs", num_cpus)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_tasks(
+    fn: Callable[..., Any],
+    calls: Sequence[tuple],
+    desc: str,
+    progress: bool = True,
+    on_result: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """Run ``fn(*args)`` for every ``args`` in ``calls`` as Ray tasks, one CPU each, results in order.
+
+    A task whose worker dies is retried by Ray; an exception raised by ``fn`` itself fails the run
+    after the other tasks finish, so their completed shards are kept for the next attempt.
+    """
+    import ray
+
+    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+    refs = [remote.remote(*args) for args in calls]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[Any] = [None] * len(refs)
+    errors: list[BaseException] = []
+    pending = list(refs)
+    with tqdm(total=len(refs), desc=desc, unit="shard", disable=not progress) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    results[index[ref]] = ray.get(ref)
+                    if on_result is not None:
+                        on_result(results[index[ref]])
+                except Exception as exc:  # gather the rest before failing
+                    errors.append(exc)
+                    logger.error("task %s failed: %s", desc, exc)
+                bar.update(1)
+    if errors:
+        raise errors[0]
+    return results

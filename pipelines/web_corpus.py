@@ -1,0 +1,124 @@
+"""Curate a web corpus on Ray: ``python -m pipelines.web_corpus [--config run.yaml] [section.field=value ...]``.
+
+With no arguments it curates the bundled sample corpus into ``runs/sample``. Run it again and it
+resumes: finished shards are skipped and the output is the same as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+
+from pipelines.config import ConfigError, WebCorpusConfig, load_config
+from pipelines.funnel import merge_shard_stats, render_table, retention
+from pipelines.inputs import Shard, list_shards
+from pipelines.ray_runtime import ray_session, run_tasks
+from pipelines.run_dir import RunDir, atomic_write_bytes, atomic_write_json
+from pipelines.stages import stage_names
+from pipelines.tasks import curate_shard, sample_shard_for_tokenizer
+from tokenizer.model import Tokenizer
+from tokenizer.train import SentencePieceSettings, model_sha256, train_sentencepiece
+
+logger = logging.getLogger("pipelines.web_corpus")
+
+
+def balanced_sample(samples: list[tuple[str, str, int]], budget_chars: int) -> tuple[list[str], dict[str, int]]:
+    """An equal share of ``budget_chars`` per domain, taken in id-hash order so it is deterministic."""
+    by_domain: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for domain, text, key in samples:
+        by_domain[domain].append((key, text))
+    share = budget_chars // max(1, len(by_domain))
+    texts, used = [], {}
+    for domain in sorted(by_domain):
+        used[domain] = 0
+        for _, text in sorted(by_domain[domain]):
+            if used[domain] >= share:
+                break
+            texts.append(text)
+            used[domain] += len(text)
+    return texts, used
+
+
+def ensure_tokenizer(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], progress: bool) -> Tokenizer:
+    """The run's tokenizer: given by path, already trained by an earlier attempt, or trained now."""
+    if run.tokenizer_model.exists():
+        return Tokenizer(run.tokenizer_model)
+    tok = cfg.tokenizer
+    if tok.model_path:
+        model = Tokenizer(tok.model_path).path.read_bytes()
+        info = {"trained": False, "given_path": tok.model_path}
+    else:
+        per_shard = max(1, tok.sample_chars // len(shards))
+        results = run_tasks(sample_shard_for_tokenizer, [(cfg, s, per_shard) for s in shards], "tokenizer sample", progress)
+        texts, chars = balanced_sample([x for r in results for x in r], tok.sample_chars)
+        settings = SentencePieceSettings(tok.vocab_size, tok.model_type, tok.character_coverage, tok.byte_fallback)
+        model = train_sentencepiece(texts, settings)
+        info = {"trained": True, "sample_docs": len(texts), "sample_chars_per_domain": chars}
+    info["sha256"] = model_sha256(model)
+    atomic_write_bytes(run.tokenizer_model, model)
+    tokenizer = Tokenizer(run.tokenizer_model)
+    info.update(vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id)
+    atomic_write_json(run.tokenizer_info, info)
+    return tokenizer
+
+
+def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) a curation run and return its funnel, also written to ``stats.json``."""
+    start = time.perf_counter()
+    run = RunDir(cfg.run_dir)
+    shards = list_shards(cfg)
+    run.prepare(cfg, overwrite=overwrite)
+    with ray_session(cfg.ray):
+        tokenizer = ensure_tokenizer(cfg, run, shards, progress)
+        todo = [s for s in shards if not run.shard_stats("curate", s.name).exists()]
+        if len(todo) < len(shards):
+            logger.info("resuming: %d of %d shards already complete", len(shards) - len(todo), len(shards))
+        run_tasks(curate_shard, [(cfg, s) for s in todo], "curate", progress)
+    payloads = [json.loads(run.shard_stats("curate", s.name).read_text()) for s in shards]
+    stages = merge_shard_stats(payloads, stage_names(cfg))
+    violations = [v for s in stages for v in s.invariant_violations()]
+    stats = {
+        "run": cfg.run_name,
+        "config_fingerprint": cfg.fingerprint(),
+        "tokenizer": {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
+        "token_basis": "tokens of the document text entering each stage (raw record bytes for `read`), "
+        "counted exactly with the run's tokenizer, EOS not included",
+        "shards": len(shards),
+        "stages": [s.to_dict() for s in stages],
+        "retention": retention(stages),
+        "invariant_violations": violations,
+        "shard_time_s": round(sum(p["wall_time_s"] for p in payloads), 3),
+        "wall_time_s": round(time.perf_counter() - start, 3),
+    }
+    atomic_write_json(run.stats, stats)
+    if violations:
+        raise RuntimeError(f"funnel does not balance: {violations}")
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.web_corpus", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML run config (default: the bundled sample corpus)")
+    parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", metavar="section.field=value", help="config overrides, e.g. language.threshold=0.8")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        stats = run_web_corpus(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(render_table(stats))
+    print(f"\nfunnel: {RunDir(cfg.run_dir).stats}   wall time: {stats['wall_time_s']:.1f} s on {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

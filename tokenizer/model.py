@@ -1,0 +1,40 @@
+"""Loading a sentencepiece model and counting or encoding tokens with it."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import sentencepiece as spm
+
+from tokenizer.train import model_sha256
+
+
+class Tokenizer:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"tokenizer model not found: {self.path}")
+        self.processor = spm.SentencePieceProcessor(model_file=str(self.path))
+
+    @cached_property
+    def sha256(self) -> str:
+        return model_sha256(self.path.read_bytes())
+
+    @property
+    def vocab_size(self) -> int:
+        return self.processor.get_piece_size()
+
+    @property
+    def eos_id(self) -> int:
+        return self.processor.eos_id()
+
+    def count(self, text: str) -> int:
+        """Tokens in ``text`` (no EOS), exactly as encoding would give."""
+        return len(self.processor.encode(text)) if text else 0
+
+    def encode(self, text: str) -> list[int]:
+        return self.processor.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.processor.decode(ids)
