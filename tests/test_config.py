@@ -1,0 +1,58 @@
+import pytest
+
+from pipelines.config import ConfigError, WebCorpusConfig, load_config, parse_overrides
+
+
+def test_defaults_follow_fineweb_and_read_the_bundled_corpus():
+    cfg = load_config()
+    assert cfg.language.languages == ["en"] and cfg.language.threshold == 0.65
+    assert cfg.quality.c4_quality.filter_no_terminal_punct is False
+    assert cfg.quality.gopher_quality.min_doc_words == 50
+    assert {s.domain for s in cfg.sources} == {"finance", "general"}
+
+
+def test_overrides_are_typed_yaml_values():
+    cfg = load_config(overrides=["language.languages=[en, de]", "quality.gopher_quality.min_doc_words=80", "language.enabled=false"])
+    assert cfg.language.languages == ["en", "de"]
+    assert cfg.quality.gopher_quality.min_doc_words == 80
+    assert cfg.language.enabled is False
+    assert parse_overrides(["a.b.c=null"]) == {"a": {"b": {"c": None}}}
+
+
+def test_unknown_field_is_refused_by_name(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("quality:\n  gopher_quality:\n    min_doc_wrods: 10\n")
+    with pytest.raises(ConfigError, match=r"quality\.gopher_quality\.min_doc_wrods"):
+        load_config(path)
+
+
+def test_wrong_type_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"language\.threshold"):
+        load_config(overrides=["language.threshold=high"])
+    with pytest.raises(ConfigError, match=r"language\.threshold"):
+        load_config(overrides=["language.threshold=1.5"])
+
+
+@pytest.mark.parametrize("bad", ["no_equals_sign", "=value"])
+def test_malformed_override_is_refused(bad):
+    with pytest.raises(ConfigError, match="section.field=value"):
+        load_config(overrides=[bad])
+
+
+def test_non_mapping_yaml_is_refused(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(path)
+
+
+def test_duplicate_source_names_are_refused():
+    src = {"name": "a", "format": "jsonl", "paths": ["x.jsonl"], "domain": "general"}
+    with pytest.raises(ConfigError, match="sources"):
+        load_config(overrides=[f"sources=[{src}, {src}]"])
+
+
+def test_fingerprint_ignores_where_the_run_lives_but_not_what_it_does():
+    base = WebCorpusConfig()
+    assert base.fingerprint() == WebCorpusConfig(run_name="other", runs_dir="/elsewhere").fingerprint()
+    assert base.fingerprint() != load_config(overrides=["language.threshold=0.9"]).fingerprint()
