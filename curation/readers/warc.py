@@ -1,20 +1,32 @@
-"""WARC reader (warcio): one document per HTTP response or resource record."""
+"""WARC reader: one document per HTTP response or resource record, resilient to corrupt archives.
+
+warcio parses records, but it is lenient about broken gzip: on a decompression error it silently
+reads the rest as uncompressed bytes, losing every later record without a word. So ``.warc.gz``
+files are split into gzip members here (one record per member, as the WARC standard recommends
+and Common Crawl does), each member is parsed by warcio on its own, and a member that does not
+decompress is reported as a ``corrupt_gzip_member`` document holding its bytes; reading resumes
+at the next gzip header, so one bad record costs one record.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 import re
+import zlib
 from collections.abc import Iterator
 
 from datatrove.data import Document
 from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
 
-from curation.readers.base import InputFile, raw_document, read_rest
+from curation.readers.base import InputFile, raw_document
 
 logger = logging.getLogger(__name__)
 
 DOCUMENT_RECORD_TYPES = ("response", "resource")
+# Pages a text extractor can read; scripts, styles, images and the like are counted and rejected.
+TEXT_MIME_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
+GZIP_MAGIC = b"\x1f\x8b\x08"
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 
 
@@ -26,52 +38,107 @@ def _content_type(header: str | None) -> tuple[str, str | None]:
     return mime, match.group(1) if match else None
 
 
-def read_warc(file: InputFile) -> Iterator[Document]:
-    """Yield one undecoded document per response/resource record.
+def iter_gzip_members(stream, chunk_size: int = 1 << 20) -> Iterator[tuple[bytes | None, bytes, str | None]]:
+    """Yield ``(decompressed, raw, error)`` for each gzip member of ``stream``, in order.
 
-    Request, metadata, warcinfo and revisit records carry no page of their own and are not
-    documents. A record whose payload cannot be read is yielded with a ``corrupt_record`` error;
-    if the archive itself breaks (truncated gzip, garbage between records), the rest of the file is
-    yielded as one ``corrupt_archive`` document, since no record boundary can be trusted after it.
+    ``raw`` slices are contiguous and cover the whole file, so bytes are never lost or counted
+    twice. ``error`` is ``corrupt_gzip_member`` (resynchronised at the next gzip header) or
+    ``truncated_archive`` (the file ends inside a member).
+    """
+    pending = b""
+    while True:
+        if not pending:
+            pending = stream.read(chunk_size)
+            if not pending:
+                return
+        decompressor = zlib.decompressobj(wbits=31)
+        raw_parts: list[bytes] = []
+        out_parts: list[bytes] = []
+        data, pending = pending, b""
+        try:
+            while True:
+                out_parts.append(decompressor.decompress(data))
+                if decompressor.eof:
+                    used = len(data) - len(decompressor.unused_data)
+                    raw_parts.append(data[:used])
+                    pending = decompressor.unused_data
+                    break
+                raw_parts.append(data)
+                data = stream.read(chunk_size)
+                if not data:
+                    yield None, b"".join(raw_parts), "truncated_archive"
+                    return
+        except zlib.error:
+            raw_parts.append(data)
+            bad = b"".join(raw_parts)
+            searched_from = 1
+            while (cut := bad.find(GZIP_MAGIC, searched_from)) < 0:
+                more = stream.read(chunk_size)
+                if not more:
+                    yield None, bad, "corrupt_gzip_member"
+                    return
+                searched_from = max(1, len(bad) - len(GZIP_MAGIC) + 1)
+                bad += more
+            yield None, bad[:cut], "corrupt_gzip_member"
+            pending = bad[cut:]
+            continue
+        yield b"".join(out_parts), b"".join(raw_parts), None
+
+
+def _record_documents(stream, file: InputFile, first_position: int) -> Iterator[Document]:
+    position = first_position
+    for record in ArchiveIterator(stream, check_digests=False):
+        if record.rec_type not in DOCUMENT_RECORD_TYPES:
+            continue
+        http = record.http_headers
+        mime, charset = _content_type(
+            http.get_header("Content-Type") if http else record.rec_headers.get_header("Content-Type")
+        )
+        try:
+            raw, error = record.content_stream().read(), None
+        except Exception as exc:  # bad chunked or content-encoded payload: keep what the record held
+            raw, error = record.raw_stream.read(), f"corrupt_record:{type(exc).__name__}"
+        if record.raw_stream.limit > 0:  # the archive ended before the record's Content-Length
+            error = "corrupt_record:truncated"
+        status = http.get_statuscode() if http else "200"
+        if error is None and status != "200":
+            error = f"http_status:{status}"
+        elif error is None and mime not in TEXT_MIME_TYPES:
+            error = "unsupported_content_type"
+        yield raw_document(
+            raw,
+            file,
+            position,
+            record.rec_headers.get_header("WARC-Target-URI"),
+            content_type="text" if mime == "text/plain" else "html",
+            charset=charset,
+            error=error,
+            warc_record_id=record.rec_headers.get_header("WARC-Record-ID"),
+            mime=mime or None,
+        )
+        position += 1
+
+
+def read_warc(file: InputFile) -> Iterator[Document]:
+    """Yield one undecoded document per response/resource record; corrupt parts become error documents.
+
+    Request, metadata, warcinfo and revisit records carry no page of their own and are not documents.
     """
     position = 0
     with open(file.path, "rb") as stream:
-        records = ArchiveIterator(stream, check_digests=False)
-        try:
-            for record in records:
-                if record.rec_type not in DOCUMENT_RECORD_TYPES:
-                    continue
-                url = record.rec_headers.get_header("WARC-Target-URI")
-                record_id = record.rec_headers.get_header("WARC-Record-ID")
-                status = record.http_headers.get_statuscode() if record.http_headers else "200"
-                header = (
-                    record.http_headers.get_header("Content-Type")
-                    if record.http_headers
-                    else record.rec_headers.get_header("Content-Type")
-                )
-                mime, charset = _content_type(header)
+        if stream.read(3) != GZIP_MAGIC:
+            stream.seek(0)
+            yield from _record_documents(stream, file, 0)
+            return
+        stream.seek(0)
+        for decompressed, raw, error in iter_gzip_members(stream):
+            if error is None:
                 try:
-                    raw = record.content_stream().read()
-                    error = None
-                except Exception as exc:  # bad chunked/compressed payload: keep what the record held
-                    raw, error = record.raw_stream.read(), f"corrupt_record:{type(exc).__name__}"
-                if error is None and status != "200":
-                    error = f"http_status:{status}"
-                elif error is None and mime and not (mime.startswith("text/") or "html" in mime or "xml" in mime):
-                    error = "unsupported_content_type"
-                yield raw_document(
-                    raw,
-                    file,
-                    position,
-                    url,
-                    content_type="text" if mime == "text/plain" else "html",
-                    charset=charset,
-                    error=error,
-                    warc_record_id=record_id,
-                    mime=mime or None,
-                )
-                position += 1
-        except (ArchiveLoadFailed, EOFError, OSError, ValueError) as exc:
-            offset = records.offset  # where the last complete record ended
-            logger.warning("%s: archive unreadable after offset %d (%s)", file.path, offset, exc)
-            yield raw_document(read_rest(file.path, offset), file, position, None, error="corrupt_archive")
+                    docs = list(_record_documents(io.BytesIO(decompressed), file, position))
+                except Exception as exc:  # a member that decompresses but is not a WARC record
+                    docs = [raw_document(raw, file, position, None, error=f"corrupt_record:{type(exc).__name__}")]
+            else:
+                logger.warning("%s: %s (%d bytes) at record %d", file.path, error, len(raw), position)
+                docs = [raw_document(raw, file, position, None, error=error)]
+            yield from docs
+            position += len(docs)
