@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from curation.stats import StageStats
+from curation.stats import Counts, StageStats
 
 
 def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) -> list[StageStats]:
@@ -26,20 +26,23 @@ def retention(stages: list[StageStats]) -> dict:
     extraction produced (the raw extracted input), both counted with the run's tokenizer.
     """
     first, last = stages[0].total(), stages[-1].total()
-    extracted = next((s.total().out for s in stages if s.name == "extract"), first.in_)
+    extract = next((s for s in stages if s.name == "extract"), None)
+    extracted = extract.total().out if extract else first.in_
     per_domain = {}
     for domain in sorted(stages[0].domains):
-        d_first = stages[0].domains[domain]
-        d_last = stages[-1].domains.get(domain)
-        d_extracted = next((s.domains[domain].out for s in stages if s.name == "extract" and domain in s.domains), d_first.in_)
-        kept = d_last.out if d_last else None
+        d_in = stages[0].domains[domain].in_
+        d_kept = stages[-1].domains[domain].out if domain in stages[-1].domains else Counts()
+        if extract is None:
+            d_extracted = d_in
+        else:
+            d_extracted = extract.domains[domain].out if domain in extract.domains else Counts()
         per_domain[domain] = {
-            "docs_in": d_first.in_.docs,
-            "docs_kept": kept.docs if kept else 0,
+            "docs_in": d_in.docs,
+            "docs_kept": d_kept.docs,
             "tokens_extracted": d_extracted.tokens,
-            "tokens_kept": kept.tokens if kept else 0,
-            "docs": _ratio(kept.docs if kept else 0, d_first.in_.docs),
-            "tokens_vs_extracted": _ratio(kept.tokens if kept else 0, d_extracted.tokens),
+            "tokens_kept": d_kept.tokens,
+            "docs": _ratio(d_kept.docs, d_in.docs),
+            "tokens_vs_extracted": _ratio(d_kept.tokens, d_extracted.tokens),
         }
     return {
         "docs": _ratio(last.out.docs, first.in_.docs),

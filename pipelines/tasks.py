@@ -5,7 +5,9 @@ Nothing here imports Ray: the same functions run in a test on one process.
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -28,6 +30,15 @@ logger = logging.getLogger(__name__)
 _HASH_SPACE = 1 << 64
 
 
+@functools.cache
+def _quiet_datatrove_logs() -> None:
+    """datatrove logs through loguru at INFO (one line per extractor sandbox); keep warnings only."""
+    from loguru import logger as loguru_logger
+
+    loguru_logger.remove()
+    loguru_logger.add(sys.stderr, level="WARNING")
+
+
 def _chain(
     stages: list[Stage], docs: Iterator[Document], stats: dict[str, StageStats], measure: TextMeasure, reject
 ) -> Iterator[Document]:
@@ -42,6 +53,7 @@ def sample_shard_for_tokenizer(cfg: WebCorpusConfig, shard: Shard, max_chars: in
     Records are sampled by a hash of their id, then run through the same stages as the real run, so
     the tokenizer learns from text that survives curation. Returns (domain, text, id hash) triples.
     """
+    _quiet_datatrove_logs()
     threshold = int(cfg.tokenizer.sample_rate * _HASH_SPACE)
     sampled = (d for d in read_file(shard.file) if stable_hash(d.id) < threshold)
     stages = build_stages(cfg)
@@ -64,6 +76,7 @@ def curate_shard(cfg: WebCorpusConfig, shard: Shard) -> dict:
     Outputs go to temporary files renamed into place, and the shard's stats file is written last:
     a shard either completed (stats file present, all outputs present) or is redone from scratch.
     """
+    _quiet_datatrove_logs()
     run = RunDir(cfg.run_dir)
     start = time.perf_counter()
     tokenizer = Tokenizer(run.tokenizer_model)

@@ -1,0 +1,104 @@
+"""The pipeline on a real Ray, over real shards of the bundled corpus."""
+
+import gzip
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.config import ConfigError, load_config
+from pipelines.web_corpus import run_web_corpus
+from tests.conftest import CORPUS, REAL_CRAWL
+from tokenizer.train import model_sha256
+
+
+def small_config(tmp_path, extra_sources=(), **overrides):
+    sources = [
+        {"name": "fin", "format": "warc", "domain": "finance", "paths": [str(CORPUS / "warc" / "finance-00000.warc.gz")]},
+        {"name": "gen", "format": "warc", "domain": "general", "paths": [str(CORPUS / "warc" / "general-00000.warc.gz")]},
+        {"name": "iana", "format": "warc", "domain": "general", "paths": [str(REAL_CRAWL)]},
+        *extra_sources,
+    ]
+    tree = {"runs_dir": str(tmp_path / "runs"), "run_name": "small", "sources": sources, "tokenizer": {"vocab_size": 2000}}
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(tree))
+    return load_config(path, [f"{k}={v}" for k, v in overrides.items()])
+
+
+def _rows(paths) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+
+
+def test_funnel_balances_counts_tokens_and_keeps_every_rejected_document(tmp_path, ray_local):
+    cfg = small_config(tmp_path)
+    stats = run_web_corpus(cfg, progress=False)
+    run = cfg.run_dir
+    assert stats["invariant_violations"] == []
+    names = [s["name"] for s in stats["stages"]]
+    assert names == ["read", "extract", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"]
+    for before, after in zip(stats["stages"], stats["stages"][1:]):
+        # what leaves one stage is exactly what enters the next, per domain and in all three measures
+        for domain, d in after["domains"].items():
+            assert d["in"] == before["domains"][domain]["out"]
+    for stage in stats["stages"]:
+        total = stage["total"]
+        assert total["in"]["tokens"] > 0
+        rejected = sorted((run / "rejected" / stage["name"]).glob("*.parquet"))
+        assert _rows(rejected) == total["rejected"]["docs"]
+        for path in rejected:
+            table = pq.read_table(path)
+            assert all(table.column("reason").to_pylist())
+    assert _rows(sorted((run / "filtered").glob("*.parquet"))) == stats["stages"][-1]["total"]["kept"]["docs"] > 0
+    assert stats["tokenizer"]["sha256"] == model_sha256((run / "tokenizer" / "spm.model").read_bytes())
+    assert set(stats["retention"]["per_domain"]) == {"finance", "general"}
+    assert 0 < stats["retention"]["tokens_vs_extracted"] < 1
+    on_disk = json.loads((run / "stats.json").read_text())
+    assert on_disk["stages"] == stats["stages"]
+
+
+def test_corrupt_and_hostile_inputs_are_counted_not_fatal(tmp_path, ray_local):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    data = REAL_CRAWL.read_bytes()
+    (bad / "truncated.warc.gz").write_bytes(data[: len(data) // 2])
+    lines = [
+        json.dumps({"url": "u1", "text": "<html><body>" + "<p>Plain text.</p>" * 3 + "</body></html>"}),
+        '{"url": "u2", "text": "unterminated',
+        json.dumps({"url": "u3", "text": ""}),
+        json.dumps({"url": "u4", "text": "\x00\x01\x02 binary \x00" * 100}),
+        json.dumps({"url": "u5", "text": "x" * 3_000_000}),
+    ]
+    with gzip.open(bad / "mixed.jsonl.gz", "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    extra = [
+        {"name": "broken-warc", "format": "warc", "domain": "general", "paths": [str(bad / "truncated.warc.gz")]},
+        {"name": "hostile-jsonl", "format": "jsonl", "domain": "finance", "paths": [str(bad / "mixed.jsonl.gz")]},
+    ]
+    cfg = small_config(tmp_path, extra, **{"read.max_document_bytes": 2_000_000})
+    stats = run_web_corpus(cfg, progress=False)
+    assert stats["invariant_violations"] == []
+    read = stats["stages"][0]
+    reasons = {**read["domains"]["general"]["rejected_by_reason"], **read["domains"]["finance"]["rejected_by_reason"]}
+    for reason in ("truncated_archive", "malformed_json", "empty", "binary_content", "too_large"):
+        assert reasons[reason]["docs"] >= 1, reason
+    rejected = pq.read_table(cfg.run_dir / "rejected" / "read" / "broken-warc-00000.parquet").to_pylist()
+    tail = [r for r in rejected if r["reason"] == "truncated_archive"]
+    assert len(tail) == 1 and len(tail[0]["raw"]) > 0
+
+
+def test_a_changed_config_cannot_resume_an_existing_run(tmp_path, ray_local):
+    cfg = small_config(tmp_path)
+    cfg.run_dir.mkdir(parents=True)
+    from pipelines.run_dir import RunDir
+
+    RunDir(cfg.run_dir).prepare(cfg)
+    changed = small_config(tmp_path, **{"language.threshold": 0.9})
+    with pytest.raises(ConfigError, match="another configuration"):
+        run_web_corpus(changed, progress=False)
+
+
+def test_a_source_matching_no_file_is_named(tmp_path):
+    cfg = small_config(tmp_path, [{"name": "ghost", "format": "jsonl", "domain": "general", "paths": [str(tmp_path / "none*.jsonl")]}])
+    with pytest.raises(ConfigError, match=r"sources\.3\.paths.*ghost"):
+        run_web_corpus(cfg, progress=False)
