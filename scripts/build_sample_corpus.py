@@ -66,6 +66,7 @@ DEBIAN_PACKAGES = {
     "r-cran-tm": "0.7-11-1",
     "debian-handbook": "11.20220922",
     "libreoffice-help-en-us": "4:7.4.7-1+deb12u14",
+    "libreoffice-help-en-gb": "4:7.4.7-1+deb12u14",
     "libreoffice-help-de": "4:7.4.7-1+deb12u14",
     "libreoffice-help-fr": "4:7.4.7-1+deb12u14",
     "libreoffice-help-es": "4:7.4.7-1+deb12u14",
@@ -95,7 +96,7 @@ SHINGLE = 5
 #  (c) it is a link list: >= LQ_MIN_LINKS links and >= LQ_LINK_WORD_RATIO of
 #      its words are inside <a> elements.
 LQ_NAMES = {"index", "titlepage", "ix01", "bookindex", "toc", "noscript", "search"}
-LQ_MIN_WORDS = 60
+LQ_MIN_WORDS = 50  # same as the Gopher quality filter's min_doc_words
 LQ_MIN_LINKS = 10
 LQ_LINK_WORD_RATIO = 0.4
 
@@ -259,7 +260,8 @@ def wrap_html(title: str, paragraphs: list[str], lang: str, charset: str,
 
 
 def pages_gnucash(root: Path, ver: str) -> list[Page]:
-    """GnuCash Guide + Help (finance). English complete, other languages stride 4.
+    """GnuCash Guide + Help (finance). English Guide complete, Help every 2nd page
+    (plus the sections it shares with the Guide), other languages every 5th page.
 
     Guide and Help share whole sections (authors, GNU FDL), which gives natural
     near-duplicate pairs per language."""
@@ -268,10 +270,13 @@ def pages_gnucash(root: Path, ver: str) -> list[Page]:
     for d in sorted(p for p in base.iterdir() if p.is_dir()):
         lang = d.name.rsplit("-", 1)[1]
         files = sorted(d.glob("*.html"))
-        if lang != "en":
+        if d.name == "gnucash-help-en":  # every 2nd page, plus all sections the Guide also has
+            guide = {f.name for f in (base / "gnucash-guide-en").glob("*.html")}
+            files = sorted(set(stride(files, 2)) | {f for f in files if f.name in guide})
+        elif lang != "en":
             shared = {"authors.html", "fdl.html", "fdl-preamble.html", "fdl-section1.html",
                       "fdl-section4.html"}
-            files = sorted(set(stride(files, 4)) | {f for f in files if f.name in shared})
+            files = sorted(set(stride(files, 5)) | {f for f in files if f.name in shared})
         for f in files:
             p = html_page(f, root, "finance", lang, "gnucash-docs", ver)
             if p:
@@ -350,8 +355,8 @@ def pages_ovid(root: Path, ver: str) -> list[Page]:
     return out
 
 
-HANDBOOK_LANGS = {"en-US": 2, "de-DE": 12, "fr-FR": 12, "es-ES": 12, "it-IT": 12,
-                  "pt-BR": 12, "ru-RU": 12, "ja-JP": 12}
+HANDBOOK_LANGS = {"en-US": 4, "de-DE": 20, "fr-FR": 20, "es-ES": 20, "it-IT": 20,
+                  "pt-BR": 20, "ru-RU": 20, "ja-JP": 20}
 
 
 def pages_handbook(root: Path, ver: str) -> list[Page]:
@@ -366,7 +371,11 @@ def pages_handbook(root: Path, ver: str) -> list[Page]:
     return out
 
 
-LO_LANGS = {"en-us": ("en-US", 10), "de": ("de", 40), "fr": ("fr", 40), "es": ("es", 40)}
+# en-GB is taken at a multiple of the en-US stride, so every en-GB page has its
+# en-US counterpart in the corpus: natural near-duplicates from two packages
+# (British vs American spelling, otherwise the same text).
+LO_LANGS = {"en-us": ("en-US", 16), "en-gb": ("en-GB", 64), "de": ("de", 60), "fr": ("fr", 60),
+            "es": ("es", 60)}
 LO_FINANCE_TITLE = re.compile(r"<title>[^<]*financ", re.I)
 
 
@@ -492,7 +501,10 @@ def detect_language(text: str, declared: str) -> str:
     counts = Counter(words)
     scores = {lang: sum(counts[w] for w in sw) for lang, sw in STOPWORDS.items()}
     best = max(scores, key=lambda k: (scores[k], k == declared))
-    if scores[best] < 5 or scores.get(declared, 0) >= 0.8 * scores[best]:
+    # switch away from the declared language only on clear evidence
+    # (stop words must make up >= 8% of the words: tables of codes are not prose)
+    if (scores[best] < 20 or scores[best] < 0.08 * len(words)
+            or scores.get(declared, 0) >= 0.5 * scores[best]):
         return declared
     return best
 
@@ -510,7 +522,7 @@ def analyse(pages: list[Page]) -> dict[str, list[Page]]:
         p.link_words = word_count(tokens(" ".join(ex.link_chunks)))
         p.language = detect_language(text, p.declared_language)
         stem = p.url.split("#")[0].rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
-        if stem in LQ_NAMES or (p.url.endswith("/") and p.source == "pywb" and p.words < 200):
+        if stem in LQ_NAMES:
             p.low_quality_reason = f"toc/index page by file name ({stem})"
         elif p.words < LQ_MIN_WORDS:
             p.low_quality_reason = f"short page ({p.words} words < {LQ_MIN_WORDS})"
@@ -619,7 +631,8 @@ def write_warc(path: Path, pages: list[Page], sources: dict[str, str]) -> None:
         writer.write_record(writer.create_warc_record(
             p.url, "response", payload=io.BytesIO(p.html_bytes), length=len(p.html_bytes),
             http_headers=http_headers,
-            warc_headers_dict={"WARC-Record-ID": resp_id, "WARC-Date": p.date}))
+            warc_headers_dict={"WARC-Record-ID": resp_id, "WARC-Date": p.date,
+                               "WARC-Identified-Payload-Type": "text/html"}))
     path.write_bytes(buf.getvalue())
 
 
@@ -659,6 +672,13 @@ def licence_of(copyright_file: Path) -> str:
         if first.startswith("Redistribution and use in source and binary forms"):
             return "BSD-style (\"Redistribution and use in source and binary forms ...\")"
         return first[:100]
+    # free-form (pre-DEP-5) copyright file: "<Name> license:" followed by the grant
+    m = re.search(r"^(\S[^\n]*) license:\s*\n\s*\n?((?:[ \t]+\S.*\n)+)", text, re.M | re.I)
+    if m:
+        grant = " ".join(m.group(2).split())
+        v = re.search(r"GNU General Public License as published by the Free Software Foundation;"
+                      r" either version (\d)", grant)
+        return (f"GPL-{v.group(1)}+" if v else grant[:100]) + f" ({m.group(1).strip()} licence)"
     return "see copyright file"
 
 
@@ -845,6 +865,19 @@ WARC-Record-IDs are UUID5 of the URL, gzip headers carry no timestamp), which
   `file:///` path inside the Debian package (a `#NEWID=n` fragment selects one
   article of the multi-article `reuters-21578.xml`). Pages are sorted by URL and
   dealt round-robin over the shards, so near-duplicates often sit in different files.
+  **Reading note:** warcio parses the HTTP header block of a record only when
+  `WARC-Target-URI` starts with `http:`/`https:`. For these `file:///` records
+  `record.http_headers` is `None` and `content_stream()` yields the HTTP header
+  block followed by the HTML, so parse the block yourself:
+
+  ```python
+  from warcio.statusandheaders import StatusAndHeadersParser
+  if record.rec_type == "response" and record.http_headers is None:
+      record.http_headers = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1"]).parse(record.raw_stream)
+  html_bytes = record.content_stream().read()   # now the page only
+  ```
+
+  Each response also carries `WARC-Identified-Payload-Type: text/html`.
 - `jsonl/<domain>.jsonl.gz`: the same pages, one JSON object per line:
   `{{"id", "url", "content_type": "text/html", "charset", "html"}}` (the html as a
   decoded string; `charset` is the encoding of the bytes in the WARC).
@@ -894,12 +927,13 @@ What was taken, all chosen deterministically (sorted paths, fixed stride):
 
 - **gnucash-docs** (finance): the GnuCash Guide and the GnuCash Help as HTML,
   `/usr/share/doc/gnucash-docs/gnucash-{{guide,help}}-<lang>/`. English: every
-  page. de, it, pt, ja: every 4th page plus the pages that the Guide and the
-  Help share (authors, GNU FDL).
+  page of the Guide, every 2nd page of the Help plus the Help pages whose file
+  name also exists in the Guide. de, it, pt, ja: every 5th page plus the pages
+  that the Guide and the Help share (authors, GNU FDL).
 - **ledger** (finance): `ledger.1.html` (the man page as HTML). `ledger3.html`
   (the full manual, 756 KB) is skipped by the 300 KB page cap.
 - **kmymoney-common** (finance): the two cheque-printing HTML templates
-  (`/usr/share/checkprinting/`), near-identical and mostly placeholders.
+  (`/usr/share/checkprinting/`): a page layout with a few placeholders.
 - **r-cran-tm** (finance): Reuters-21578 articles (`texts/acq/*.xml`,
   `texts/crude/*.xml`, and the 10 articles of `texts/reuters-21578.xml`) and the
   RCV1 article `texts/rcv1_2330.xml`, each wrapped in a minimal HTML page
@@ -909,14 +943,14 @@ What was taken, all chosen deterministically (sorted paths, fixed stride):
   with Carnegie Group allowed its free distribution for research purposes.
   (general) `texts/txt/ovid_*.txt`: five passages of Ovid's Latin verse
   (public domain text), stanzas as `<p>`.
-- **libreoffice-help-{{en-us,de,fr,es}}** (general): LibreOffice 7.4 help pages,
-  `/usr/share/libreoffice/help/<lang>/text/**.html`; en-US every 10th page,
-  de/fr/es every 40th. The three Calc "Financial Functions" pages (English
-  `<title>` contains "financ") are taken in all four languages and put in the
+- **libreoffice-help-{{en-us,en-gb,de,fr,es}}** (general): LibreOffice 7.4 help pages,
+  `/usr/share/libreoffice/help/<lang>/text/**.html`; {", ".join(f"{d} every {n}th page" for d, n in LO_LANGS.values())}. The three Calc "Financial Functions" pages (English
+  `<title>` contains "financ") are taken in all five languages and put in the
   finance domain.
 - **debian-handbook** (general): The Debian Administrator's Handbook (Debian
-  11), `/usr/share/doc/debian-handbook/html/<lang>/`; en-US every 2nd page,
-  de-DE, fr-FR, es-ES, it-IT, pt-BR, ru-RU, ja-JP every 12th page.
+  11), `/usr/share/doc/debian-handbook/html/<lang>/`; {", ".join(f"{d} every {n}th page" for d, n in HANDBOOK_LANGS.items())}.
+  Several translations ship some chapters untranslated (English text in the
+  `de-DE/`, `ja-JP/`, ... directory): their `language` is `en`.
 - **pywb** (general): `iana.warc.gz`, see above.
 
 Considered and not used: {"; ".join(f"{k}: {v}" for k, v in CONSIDERED_NOT_USED.items())};
@@ -928,20 +962,22 @@ ships the same sample archive).
 
 Rule (`low_quality` in MANIFEST.json): {LQ_RULE_TEXT}. These are real pages the
 manuals ship anyway: tables of contents (`index.html` of each manual, the
-handbook's `index.html`), the LibreOffice `noscript.html`-like stubs and very
-short help pages that are little more than a heading and a "Related topics"
-list, title pages, the cheque-printing templates (placeholders), and the HTTP
-redirect bodies of the iana crawl.
+handbook's `index.html`), very short help pages that are little more than a
+heading and a "Related topics" list, title pages and navigation pages, the
+cheque-printing templates (placeholders), the HTTP redirect bodies and the
+link-list pages of the iana crawl.
 
 ## Near-duplicate groups
 
 Rule: {manifest_dup_rule()}. A group's first member (sorted by
 low-quality, then URL) keeps its kind; the others are `near_duplicate`. They are
 natural: the GnuCash Guide and Help ship the same sections (authors list, the
-GNU FDL sections, in English even in the translations), Reuters-21578 ships
-article NEWID=10 both in `acq/reut-00001.xml` and in `reuters-21578.xml`, the
-two kmymoney cheque templates differ only in styling, and LibreOffice help
-has pages that repeat the same short text in different modules.
+GNU FDL sections, in English even in the translations); translated manuals
+(GnuCash, Debian Handbook, LibreOffice) ship some pages untranslated, i.e. the
+English page again under another language's directory; Reuters-21578 ships
+article NEWID=10 both in `acq/reut-00001.xml` and in `reuters-21578.xml`, and
+repeats some wire stories itself; LibreOffice help has pages that repeat the
+same text in different modules.
 
 {table(["group", "pages", "what", "members"], grp_rows)}
 """
@@ -955,18 +991,26 @@ def manifest_dup_rule() -> str:
 
 
 def describe_group(g: list[Page]) -> str:
-    urls = [p.url for p in g]
-    names = {u.split("#")[0].rsplit("/", 1)[-1] for u in urls}
+    names = sorted({p.url.split("#")[0].rsplit("/", 1)[-1] for p in g})
+    dirs = sorted({p.url.split("#")[0].rsplit("/", 2)[-2] for p in g})
     srcs = sorted({p.source for p in g})
-    if srcs == ["gnucash-docs"] and len(names) == 1:
-        return f"GnuCash Guide/Help share `{names.pop()}`"
+    langs = sorted({p.declared_language for p in g})
+    what = []
     if srcs == ["r-cran-tm"]:
-        return "same Reuters article in two files"
-    if srcs == ["kmymoney-common"]:
-        return "cheque templates differing in styling"
-    if srcs == ["pywb"]:
-        return "iana.org pages sharing most of their template/text"
-    return ", ".join(srcs) + ": " + ", ".join(sorted(names)[:4]) + ("…" if len(names) > 4 else "")
+        return "the same Reuters wire story twice: " + ", ".join(
+            p.url.split("texts/")[-1] for p in g)
+    if srcs == ["gnucash-docs"] and {d.split("-")[1] for d in dirs} == {"guide", "help"}:
+        what.append("section shared by GnuCash Guide and Help")
+    if len(langs) > 1:
+        what.append("page shipped untranslated in " + ", ".join(l for l in langs if l != "en")
+                    + " manual(s)")
+    if len(srcs) > 1 and len(langs) == 1:
+        what.append("same page from two packages (British vs American English edition)"
+                    if "libreoffice-help-en-gb" in srcs else "same page from two packages")
+    if len(names) > 1 and len(langs) == 1 and len(srcs) == 1:
+        what.append("same text in different places of one manual")
+    return "; ".join(what or ["similar pages"]) + f" ({', '.join(srcs)}: {', '.join(names[:3])}" \
+        + ("…" if len(names) > 3 else "") + ")"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 from datatrove.data import Document
 from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeadersParser
 
 from curation.readers.base import InputFile, raw_document
 
@@ -27,6 +28,7 @@ DOCUMENT_RECORD_TYPES = ("response", "resource")
 # Pages a text extractor can read; scripts, styles, images and the like are counted and rejected.
 TEXT_MIME_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 GZIP_MAGIC = b"\x1f\x8b\x08"
+_HTTP_PARSER = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1"])
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 
 
@@ -91,6 +93,9 @@ def _record_documents(stream, file: InputFile, first_position: int) -> Iterator[
         if record.rec_type not in DOCUMENT_RECORD_TYPES:
             continue
         http = record.http_headers
+        if http is None and (record.rec_headers.get_header("Content-Type") or "").startswith("application/http"):
+            # warcio parses the HTTP block only for http(s) target URIs; file:// and others need it here
+            http = record.http_headers = _HTTP_PARSER.parse(record.raw_stream)
         mime, charset = _content_type(
             http.get_header("Content-Type") if http else record.rec_headers.get_header("Content-Type")
         )
