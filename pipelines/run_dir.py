@@ -71,5 +71,6 @@ class RunDir:
                     "choose another run_name or pass --overwrite"
                 )
             return
-        resolved = {"fingerprint": fingerprint, "config": cfg.model_dump(mode="json")}
+        # Ray settings say where a run executes, not what it produces: they may differ on resume.
+        resolved = {"fingerprint": fingerprint, "config": cfg.model_dump(mode="json", exclude={"ray"})}
         atomic_write_bytes(self.config, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True).encode())

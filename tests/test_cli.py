@@ -1,0 +1,47 @@
+"""``python -m pipelines.web_corpus`` as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _run(args, cwd, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.web_corpus", "--no-progress", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_a_bad_override_exits_2_naming_the_field(tmp_path):
+    result = _run(["language.threshold=high"], tmp_path)
+    assert result.returncode == 2
+    assert "language.threshold" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path):
+    result = _run(["--config", str(tmp_path / "nope.yaml")], tmp_path)
+    assert result.returncode == 2 and "cannot read config file" in result.stderr
+
+
+@pytest.mark.slow
+def test_no_arguments_curates_the_bundled_corpus(tmp_path, corpus_manifest):
+    result = _run([], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "retention:" in result.stdout
+    stats = json.loads((tmp_path / "runs" / "sample" / "stats.json").read_text())
+    assert stats["invariant_violations"] == []
+    read = stats["stages"][0]["total"]
+    html_pages = sum(1 for p in corpus_manifest["pages"] if "iana" not in p["file"])
+    assert read["in"]["docs"] >= html_pages  # every page of the shards, plus the crawl's records
+    assert set(stats["retention"]["per_domain"]) == {"finance", "general"}
+    for stage in stats["stages"]:
+        assert stage["total"]["in"]["tokens"] > 0 and stage["total"]["in"]["bytes"] > 0
+    assert 0 < stats["retention"]["tokens_vs_extracted"] < 0.5
