@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample_corpus"
@@ -113,6 +113,35 @@ class QualityConfig(Strict):
     fineweb_quality: FineWebQualityConfig = FineWebQualityConfig()
 
 
+class DedupConfig(Strict):
+    """Exact then MinHash-LSH near-duplicate removal across the whole run."""
+
+    enabled: bool = True
+    ngram: int = Field(5, ge=1, description="word n-gram shingles")
+    num_perm: int = Field(128, ge=8, le=1024)
+    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity at which documents are duplicates")
+    bands: int | None = Field(None, ge=1, description="LSH bands; default: datasketch's optimum for the threshold")
+    rows: int | None = Field(None, ge=1, description="rows per band; default: datasketch's optimum")
+    seed: int = 1
+    score_field: str = Field("quality_score", description="metadata field ranking duplicates (higher survives)")
+    rows_per_partition: int = Field(4_000_000, gt=0, description="band rows per shuffle partition: bounds worker memory")
+    partitions: int | None = Field(None, ge=1, description="shuffle partitions; default: enough for rows_per_partition, at least one per CPU")
+
+    @model_validator(mode="after")
+    def _resolve_bands(self) -> DedupConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both dedup.bands and dedup.rows, or neither")
+        if self.bands is None:
+            from curation.minhash import lsh_bands
+
+            bands, rows = lsh_bands(self.threshold, self.num_perm)
+            object.__setattr__(self, "bands", bands)
+            object.__setattr__(self, "rows", rows)
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"dedup.bands x dedup.rows = {self.bands * self.rows} exceeds dedup.num_perm = {self.num_perm}")
+        return self
+
+
 class TokenizerConfig(Strict):
     model_path: str | None = Field(None, description="an existing sentencepiece model; skips training")
     vocab_size: int = Field(8192, ge=256, le=1 << 20)
@@ -136,6 +165,7 @@ class WebCorpusConfig(Strict):
     extract: ExtractConfig = ExtractConfig()
     language: LanguageConfig = LanguageConfig()
     quality: QualityConfig = QualityConfig()
+    dedup: DedupConfig = DedupConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     ray: RayConfig = RayConfig()
 
@@ -153,7 +183,7 @@ class WebCorpusConfig(Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes the output (not where the run lives or which Ray runs it)."""
-        shaping = self.model_dump(mode="json", exclude={"runs_dir", "run_name", "ray"})
+        shaping = self.model_dump(mode="json", exclude={"runs_dir": True, "run_name": True, "ray": True, "dedup": {"partitions"}})
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 

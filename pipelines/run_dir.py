@@ -5,6 +5,7 @@
       tokenizer/spm.model            the run's sentencepiece model
       tokenizer/tokenizer.json       its sha256, vocabulary size, EOS id and training sample
       filtered/<shard>.parquet       documents that passed every per-document stage
+      deduped/<shard>.parquet        ... and run-wide deduplication (dedup/summary.json: its parameters)
       rejected/<stage>/<shard>.parquet   every removed document, with its reason
       stats/curate/<shard>.json      per-shard funnel; written last, so it marks the shard complete
       stats.json                     the run's funnel
@@ -47,6 +48,9 @@ class RunDir:
 
     def filtered(self, shard: str) -> Path:
         return self.root / "filtered" / f"{shard}.parquet"
+
+    def deduped(self, shard: str) -> Path:
+        return self.root / "deduped" / f"{shard}.parquet"
 
     def rejected(self, stage: str, shard: str) -> Path:
         return self.root / "rejected" / stage / f"{shard}.parquet"

@@ -27,4 +27,5 @@ def build_stages(cfg: WebCorpusConfig) -> list[Stage]:
 def stage_names(cfg: WebCorpusConfig) -> list[str]:
     """Stage names in order, without building (and loading models for) the stages."""
     names = ["read", "extract"] + (["language"] if cfg.language.enabled else [])
-    return names + [n for n in QUALITY_FILTERS if getattr(cfg.quality, n).enabled]
+    names += [n for n in QUALITY_FILTERS if getattr(cfg.quality, n).enabled]
+    return names + (["dedup"] if cfg.dedup.enabled else [])

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import defaultdict
 
+from pipelines.dedup import run_dedup
 from pipelines.config import ConfigError, WebCorpusConfig, load_config
 from pipelines.funnel import merge_shard_stats, render_table, retention
 from pipelines.inputs import Shard, list_shards
@@ -79,7 +80,9 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
         if len(todo) < len(shards):
             logger.info("resuming: %d of %d shards already complete", len(shards) - len(todo), len(shards))
         run_tasks(curate_shard, [(cfg, s) for s in todo], "curate", progress)
-    payloads = [json.loads(run.shard_stats("curate", s.name).read_text()) for s in shards]
+        dedup = run_dedup(cfg, shards, progress) if cfg.dedup.enabled else None
+    phases = ["curate"] + (["dedup"] if dedup else [])
+    payloads = [json.loads(run.shard_stats(p, s.name).read_text()) for p in phases for s in shards]
     stages = merge_shard_stats(payloads, stage_names(cfg))
     violations = [v for s in stages for v in s.invariant_violations()]
     stats = {
@@ -91,6 +94,8 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
         "shards": len(shards),
         "stages": [s.to_dict() for s in stages],
         "retention": retention(stages),
+        "dedup": dedup,
+        "output": "deduped" if dedup else "filtered",
         "invariant_violations": violations,
         "shard_time_s": round(sum(p["wall_time_s"] for p in payloads), 3),
         "wall_time_s": round(time.perf_counter() - start, 3),

@@ -56,3 +56,14 @@ def test_fingerprint_ignores_where_the_run_lives_but_not_what_it_does():
     base = WebCorpusConfig()
     assert base.fingerprint() == WebCorpusConfig(run_name="other", runs_dir="/elsewhere").fingerprint()
     assert base.fingerprint() != load_config(overrides=["language.threshold=0.9"]).fingerprint()
+
+
+def test_the_documented_config_file_is_the_defaults():
+    from pathlib import Path
+
+    from tests.conftest import ROOT
+
+    documented = load_config(ROOT / "configs" / "web_corpus.yaml")
+    defaults = WebCorpusConfig()
+    assert documented.model_dump(exclude={"sources"}) == defaults.model_dump(exclude={"sources"})
+    assert [Path(p).name for s in documented.sources for p in s.paths] == [Path(p).name for s in defaults.sources for p in s.paths]

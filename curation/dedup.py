@@ -1,0 +1,168 @@
+"""Near-duplicate removal, the parts that are plain functions over arrays (no Ray, no files).
+
+The pipeline computes MinHash signatures and LSH band keys per document, groups equal band keys
+across workers, turns each bucket into edges, finds connected components with the alternating
+large-star / small-star algorithm (Kiveris et al., "Connected Components in MapReduce and Beyond",
+SoCC 2014) over hash partitions of the edges, and then picks one survivor per component. datasketch
+has no distributed banding or clustering and datatrove clusters in a single task, which is why
+these pieces are written here.
+
+Exact duplicates (the same word sequence) always share every band, so each exact-duplicate group
+lies inside one component; that lets one graph serve both steps: first one document per exact
+group survives, then one per component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import xxhash
+
+from curation.minhash import words
+from curation.stage import Stage
+
+EXACT_REASON = "exact_duplicate"
+FUZZY_REASON = "near_duplicate"
+
+
+def exact_key(text: str) -> int:
+    """64-bit hash of the normalised text: lower-cased words, punctuation and spacing ignored."""
+    return xxhash.xxh3_64_intdigest(" ".join(words(text)).encode())
+
+
+def _runs(sorted_keys: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of equal values in a sorted array."""
+    if len(sorted_keys) == 0:
+        return
+    breaks = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(sorted_keys)]])
+    yield from zip(starts.tolist(), ends.tolist())
+
+
+def bucket_edges(band: np.ndarray, key: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining every document of an LSH bucket to the bucket's smallest document index."""
+    order = np.lexsort((idx, key, band))
+    band, key, idx = band[order], key[order], idx[order]
+    bucket = np.flatnonzero((band[1:] != band[:-1]) | (key[1:] != key[:-1])) + 1
+    starts = np.concatenate([[0], bucket])
+    first = np.repeat(idx[starts], np.diff(np.concatenate([starts, [len(idx)]])))
+    keep = first != idx
+    return _unique_pairs(first[keep], idx[keep])
+
+
+def _unique_pairs(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(src) == 0:
+        return src.astype(np.int64), dst.astype(np.int64)
+    pairs = np.unique(np.stack([src, dst], axis=1).astype(np.int64), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _min_neighbour(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort edges by ``src``; return them and, per edge, the smallest of src and all its neighbours."""
+    order = np.lexsort((dst, src))
+    src, dst = src[order], dst[order]
+    m = np.empty_like(src)
+    for start, end in _runs(src):
+        m[start:end] = min(src[start], dst[start:end].min())
+    return src, dst, m
+
+
+def large_star(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One large-star step over edges keyed by ``src`` (given in both directions).
+
+    Every neighbour larger than a node is linked to the smallest node of its neighbourhood.
+    """
+    src, dst, m = _min_neighbour(src, dst)
+    keep = dst > src
+    return _unique_pairs(dst[keep], m[keep])
+
+
+def small_star(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One small-star step over edges keyed by ``src`` (each edge given as (larger, smaller)).
+
+    A node and its smaller neighbours are all linked to the smallest of them.
+    """
+    src, dst, m = _min_neighbour(src, dst)
+    nodes = np.concatenate([dst, np.unique(src)])
+    mins = np.concatenate([m, m[np.concatenate([[0], np.flatnonzero(src[1:] != src[:-1]) + 1])]])
+    keep = nodes != mins
+    return _unique_pairs(nodes[keep], mins[keep])
+
+
+def orient_for_small_star(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    hi, lo = np.maximum(src, dst), np.minimum(src, dst)
+    keep = hi != lo
+    return _unique_pairs(hi[keep], lo[keep])
+
+
+def both_directions(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _unique_pairs(np.concatenate([src, dst]), np.concatenate([dst, src]))
+
+
+def edge_fingerprint(src: np.ndarray, dst: np.ndarray) -> tuple[int, int]:
+    """(count, order-independent hash) of an edge set: equal across rounds means converged."""
+    h = (src.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (dst.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019))
+    return len(src), int(np.bitwise_xor.reduce(h)) if len(h) else 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    reason: str  # EXACT_REASON | FUZZY_REASON
+    cluster: int  # the component's smallest document index
+    kept: int  # index of the document this one duplicates (the survivor of its step)
+
+
+def choose_survivors(
+    idx: np.ndarray, root: np.ndarray, score: np.ndarray, id_hash: np.ndarray, exact: np.ndarray
+) -> dict[int, Decision]:
+    """Decide which members of each component are removed, and for which survivor.
+
+    Rank: highest ``score`` first, ties broken by the hash of the document id (then the index),
+    so the choice does not depend on input order or on the number of workers.
+    Step 1, exact: in each group of equal ``exact`` keys only the best-ranked document survives.
+    Step 2, fuzzy: among the exact survivors of a component only the best-ranked survives.
+    """
+    order = np.lexsort((idx, id_hash, -score, root))
+    idx, root, exact = idx[order], root[order], exact[order]
+    decisions: dict[int, Decision] = {}
+    for start, end in _runs(root):
+        members = idx[start:end].tolist()
+        keys = exact[start:end].tolist()
+        cluster = int(root[start])
+        exact_survivor: dict[int, int] = {}
+        survivors = []
+        for member, key in zip(members, keys):  # in rank order
+            if key in exact_survivor:
+                decisions[member] = Decision(EXACT_REASON, cluster, exact_survivor[key])
+            else:
+                exact_survivor[key] = member
+                survivors.append(member)
+        for member in survivors[1:]:
+            decisions[member] = Decision(FUZZY_REASON, cluster, survivors[0])
+    return decisions
+
+
+class DuplicateRemoval(Stage):
+    """The ``dedup`` stage: removes the documents the clustering decided against.
+
+    ``decisions`` maps a document id to (reason, cluster id, id of the survivor it duplicates);
+    the removed document keeps both ids in its metadata, so ``rejected/dedup/`` says which
+    document stood in for it.
+    """
+
+    name = "dedup"
+
+    def __init__(self, decisions: dict[str, tuple[str, int, str]]):
+        self.decisions = decisions
+
+    def apply(self, doc) -> bool | tuple[bool, str]:
+        decision = self.decisions.get(doc.id)
+        if decision is None:
+            return True
+        reason, cluster, kept_id = decision
+        doc.metadata["dedup_cluster"] = cluster
+        doc.metadata["duplicate_of"] = kept_id
+        return False, reason
