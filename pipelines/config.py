@@ -126,6 +126,9 @@ class DedupConfig(Strict):
     score_field: str = Field("quality_score", description="metadata field ranking duplicates (higher survives)")
     rows_per_partition: int = Field(4_000_000, gt=0, description="band rows per shuffle partition: bounds worker memory")
     partitions: int | None = Field(None, ge=1, description="shuffle partitions; default: enough for rows_per_partition, at least one per CPU")
+    previous_indexes: list[str] = Field(
+        default_factory=list, description="dedup/index folders of finished runs: also remove duplicates of their corpora"
+    )
 
     @model_validator(mode="after")
     def _resolve_bands(self) -> DedupConfig:

@@ -43,7 +43,7 @@ from curation.minhash import MinHasher, band_keys
 from curation.shards import document_writer, read_documents, rejected_writer
 from curation.stage import TextMeasure, run_stage
 from curation.stats import StageStats
-from pipelines.config import DedupConfig, WebCorpusConfig
+from pipelines.config import ConfigError, DedupConfig, WebCorpusConfig
 from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir, atomic_write_json
@@ -97,27 +97,52 @@ def map_shard(cfg: WebCorpusConfig, shard: str, offset: int, n_parts: int) -> in
         texts.append(doc.text)
         scores.append(float(doc.metadata.get(d.score_field) or 0.0))
     n = len(ids)
-    idx = np.arange(offset, offset + n, dtype=np.int64)
     keys = np.empty((n, d.bands), dtype=np.uint64)
     for start in range(0, n, SIGNATURE_BATCH):
         batch = texts[start : start + SIGNATURE_BATCH]
         keys[start : start + len(batch)] = band_keys(hasher.signatures(batch), d.bands, d.rows)
+    exact = np.array([exact_key(t) for t in texts], dtype=np.uint64)
     work = run.root / "dedup" / "work"
+    # this shard's part of the run's LSH index, kept for the survivors when the shard is applied
+    _write(work / "index" / f"{shard}.arrow", {"id": np.array(ids, dtype=object), "exact": exact, **_key_columns(keys)})
+    idx = np.arange(offset, offset + n, dtype=np.int64)
+    _scatter_documents(work, shard, idx, ids, np.array(scores, dtype=np.float64), exact, keys, n_parts)
+    return n
+
+
+def _key_columns(keys: np.ndarray) -> dict[str, np.ndarray]:
+    return {f"band{j:03d}": np.ascontiguousarray(keys[:, j]) for j in range(keys.shape[1])}
+
+
+def _scatter_documents(work: Path, source: str, idx, ids, scores, exact, keys, n_parts: int) -> None:
     attrs = {
         "idx": idx,
         "id": np.array(ids, dtype=object),
         "id_hash": np.array([stable_hash(i) for i in ids], dtype=np.uint64),
-        "score": np.array(scores, dtype=np.float64),
-        "exact": np.array([exact_key(t) for t in texts], dtype=np.uint64),
+        "score": scores,
+        "exact": exact,
     }
-    _scatter(work / "attrs", shard, _partition(idx, n_parts), n_parts, attrs)
+    _scatter(work / "attrs", source, _partition(idx, n_parts), n_parts, attrs)
     flat_keys = keys.reshape(-1)
     bands = {
-        "band": np.tile(np.arange(d.bands, dtype=np.uint16), n),
+        "band": np.tile(np.arange(keys.shape[1], dtype=np.uint16), len(idx)),
         "key": flat_keys,
-        "idx": np.repeat(idx, d.bands),
+        "idx": np.repeat(idx, keys.shape[1]),
     }
-    _scatter(work / "bands", shard, _partition(flat_keys, n_parts), n_parts, bands)
+    _scatter(work / "bands", source, _partition(flat_keys, n_parts), n_parts, bands)
+
+
+def map_previous_index(cfg: WebCorpusConfig, index_file: Path, run_name: str, offset: int, n_parts: int) -> int:
+    """Documents of an earlier run's index join the graph with negative indices and an infinite
+    score: they always survive, so a new document in their component is removed as their duplicate."""
+    table = feather.read_table(index_file)
+    n = table.num_rows
+    keys = np.stack([table[f"band{j:03d}"].to_numpy() for j in range(cfg.dedup.bands)], axis=1) if n else np.empty((0, cfg.dedup.bands), np.uint64)
+    ids = [f"{run_name}:{i}" for i in table["id"].to_pylist()]
+    idx = -(np.arange(offset, offset + n, dtype=np.int64) + 1)
+    work = RunDir(cfg.run_dir).root / "dedup" / "work"
+    scores = np.full(n, np.inf)
+    _scatter_documents(work, f"previous-{run_name}-{index_file.stem}", idx, ids, scores, table["exact"].to_numpy(), keys, n_parts)
     return n
 
 
@@ -225,12 +250,43 @@ def apply_shard(cfg: WebCorpusConfig, shard: str) -> dict:
         kept.abort()
         rejected.abort()
         raise
+    index = feather.read_table(run.root / "dedup" / "work" / "index" / f"{shard}.arrow")
+    survivors = pa.array([i not in decisions for i in index["id"].to_pylist()], type=pa.bool_())
+    out = run.root / "dedup" / "index" / f"{shard}.arrow"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    feather.write_feather(index.filter(survivors), out.with_name(out.name + ".tmp"), compression="uncompressed")
+    out.with_name(out.name + ".tmp").replace(out)
     payload = {"shard": shard, "wall_time_s": round(time.perf_counter() - start, 3), "stages": [stats.to_dict()]}
     atomic_write_json(run.shard_stats("dedup", shard), payload)
     return payload
 
 
 # ---- driver -------------------------------------------------------------------------------------
+
+INDEX_PARAMS = ("ngram", "num_perm", "bands", "rows", "seed")
+
+
+def write_index_info(cfg: WebCorpusConfig) -> None:
+    info = {"run": cfg.run_name, **{k: getattr(cfg.dedup, k) for k in INDEX_PARAMS}}
+    atomic_write_json(RunDir(cfg.run_dir).root / "dedup" / "index" / "index.json", info)
+
+
+def previous_index_files(cfg: WebCorpusConfig) -> list[tuple[str, Path]]:
+    """(earlier run's name, index file) for every index in ``dedup.previous_indexes``, checked."""
+    found = []
+    for i, folder in enumerate(cfg.dedup.previous_indexes):
+        info_path = Path(folder) / "index.json"
+        if not info_path.is_file():
+            raise ConfigError(f"dedup.previous_indexes.{i}: {folder} is not a finished run's dedup/index folder (no index.json)")
+        info = json.loads(info_path.read_text())
+        mismatched = [k for k in INDEX_PARAMS if info.get(k) != getattr(cfg.dedup, k)]
+        if mismatched:
+            raise ConfigError(
+                f"dedup.previous_indexes.{i}: built with other LSH parameters ({', '.join(f'{k}={info.get(k)}' for k in mismatched)}); "
+                "signatures are only comparable with equal ngram, num_perm, bands, rows and seed"
+            )
+        found += [(info["run"], f) for f in sorted(Path(folder).glob("*.arrow"))]
+    return found
 
 
 def partitions_for(n_docs: int, d: DedupConfig, min_parts: int) -> int:
@@ -243,8 +299,9 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
     """Deduplicate the run's filtered shards; returns a summary (partitions, rounds, clusters)."""
     run = RunDir(cfg.run_dir)
     names = [s.name for s in shards]
-    if all(run.shard_stats("dedup", n).exists() for n in names):
-        return json.loads((run.root / "dedup" / "summary.json").read_text())
+    summary_path = run.root / "dedup" / "summary.json"
+    if summary_path.exists() and all(run.shard_stats("dedup", n).exists() for n in names):
+        return json.loads(summary_path.read_text())
     work = run.root / "dedup" / "work"
     if work.exists():  # a killed attempt: the global steps are cheap next to extraction, redo them
         shutil.rmtree(work)
@@ -254,24 +311,32 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
 
     n_parts = partitions_for(sum(sizes), cfg.dedup, int(ray.cluster_resources().get("CPU", 1)))
     run_tasks(map_shard, [(cfg, n, o, n_parts) for n, o in zip(names, offsets)], "dedup: signatures", progress)
+    previous = previous_index_files(cfg)
+    if previous:
+        prev_sizes = [feather.read_table(f, columns=["id"]).num_rows for _, f in previous]
+        prev_offsets = np.concatenate([[0], np.cumsum(prev_sizes)[:-1]]).astype(int).tolist()
+        calls = [(cfg, f, name, o, n_parts) for (name, f), o in zip(previous, prev_offsets)]
+        run_tasks(map_previous_index, calls, "dedup: previous index", progress)
     run_tasks(bucket_partition, [(work, k, n_parts) for k in range(n_parts)], "dedup: buckets", progress)
-    previous, step, rounds = None, "round000-large", 0
+    last, step, rounds = None, "round000-large", 0
     for rounds in range(1, max_rounds + 1):
         small_in = f"round{rounds:03d}-small"
         run_tasks(star_partition, [(work, step, small_in, "large", k, n_parts) for k in range(n_parts)], f"dedup: large-star {rounds}", progress)
         step = f"round{rounds:03d}-large"
         prints = run_tasks(star_partition, [(work, small_in, step, "small", k, n_parts) for k in range(n_parts)], f"dedup: small-star {rounds}", progress)
         fingerprint = (sum(p[0] for p in prints), int(np.bitwise_xor.reduce(np.array([p[1] for p in prints], dtype=np.uint64))))
-        if fingerprint == previous:
+        if fingerprint == last:
             break
-        previous = fingerprint
+        last = fingerprint
     else:
         raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
     run_tasks(label_partition, [(work, step, k, n_parts) for k in range(n_parts)], "dedup: labels", progress)
     ranges = [(n, o, o + s) for n, o, s in zip(names, offsets, sizes)]
     removed = run_tasks(survivor_partition, [(work, k, ranges) for k in range(n_parts)], "dedup: survivors", progress)
     run_tasks(apply_shard, [(cfg, n) for n in names], "dedup: apply", progress)
+    write_index_info(cfg)
     summary = {
+        "previous_indexes": [str(f) for _, f in previous],
         "documents": int(sum(sizes)),
         "removed": int(sum(removed)),
         "partitions": n_parts,
@@ -280,6 +345,6 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         "rows": cfg.dedup.rows,
         "threshold": cfg.dedup.threshold,
     }
-    atomic_write_json(run.root / "dedup" / "summary.json", summary)
+    atomic_write_json(summary_path, summary)
     shutil.rmtree(work)
     return summary

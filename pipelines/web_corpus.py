@@ -14,7 +14,7 @@ import sys
 import time
 from collections import defaultdict
 
-from pipelines.dedup import run_dedup
+from pipelines.dedup import previous_index_files, run_dedup
 from pipelines.config import ConfigError, WebCorpusConfig, load_config
 from pipelines.funnel import merge_shard_stats, render_table, retention
 from pipelines.inputs import Shard, list_shards
@@ -73,6 +73,8 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
     shards = list_shards(cfg)
+    if cfg.dedup.enabled:
+        previous_index_files(cfg)  # a bad earlier index fails the run now, not after curation
     run.prepare(cfg, overwrite=overwrite)
     with ray_session(cfg.ray):
         tokenizer = ensure_tokenizer(cfg, run, shards, progress)

@@ -142,3 +142,34 @@ def test_survivor_is_best_scored_then_lowest_id_hash_and_exact_goes_first():
     shuffled = np.array([3, 0, 4, 1, 2])
     again = choose_survivors(idx[shuffled], root[shuffled], score[shuffled], id_hash[shuffled], exact[shuffled])
     assert again == decisions
+
+
+def test_a_new_run_drops_duplicates_of_an_earlier_runs_corpus(dedup_run, tmp_path):
+    earlier, _ = dedup_run
+    index = earlier.run_dir / "dedup" / "index"
+    earlier_urls = set(_docs(earlier, "deduped"))
+    tree = {
+        "runs_dir": str(tmp_path / "runs"),
+        "run_name": "later",
+        # the same finance pages, now as WARC records: every one already lies in the earlier corpus
+        "sources": [{"name": "fin", "format": "warc", "domain": "finance", "paths": [str(CORPUS / "warc" / "finance-00000.warc.gz")]}],
+        "language": {"enabled": False},
+        "quality": {n: {"enabled": False} for n in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")},
+        "tokenizer": {"vocab_size": 1000, "sample_rate": 0.5},
+        "dedup": {"previous_indexes": [str(index)]},
+    }
+    path = tmp_path / "later.yaml"
+    path.write_text(json.dumps(tree))
+    later = load_config(path)
+    stats = run_web_corpus(later, progress=False)
+    assert stats["invariant_violations"] == []
+    filtered = _docs(later, "filtered")
+    removed = {r["url"]: json.loads(r["metadata"]) for p in (later.run_dir / "rejected" / "dedup").glob("*.parquet") for r in pq.read_table(p).to_pylist()}
+    seen_before = [u for u in filtered if u in earlier_urls]
+    assert len(seen_before) >= 50
+    for url in seen_before:
+        assert url in removed and removed[url]["duplicate_of"].startswith("dedup:"), url
+    # a mismatched index is refused by name before any work is done
+    bad = load_config(path, ["dedup.threshold=0.5", "run_name=bad"])
+    with pytest.raises(Exception, match=r"dedup\.previous_indexes\.0"):
+        run_web_corpus(bad, progress=False)
