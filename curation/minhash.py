@@ -1,17 +1,23 @@
-"""MinHash signatures of word n-gram shingles, vectorised, and identical to datasketch's.
+"""MinHash signatures of word n-gram shingles, vectorised over whole batches, identical to datasketch's.
 
 datasketch's ``MinHash`` hashes every shingle with a Python call (SHA-1 by default) and then
-permutes; that per-shingle work dominates. Here a shingle's 32-bit hash is built from the hashes
-of its words (each word hashed once per document with xxh32, then combined FNV-style over the
-n-gram in numpy), and datasketch's own permutation parameters are applied to all shingles of a
-batch of documents at once. ``ShingleHash`` is the same shingle hash as a plain function, so a
-datasketch ``MinHash(hashfunc=ShingleHash(...))`` fed the same shingles produces the very same
-signature: that equivalence is what the tests check.
+permutes; that per-shingle Python work dominates. Here the shingle hash is designed to be
+computed for a whole batch of documents in a handful of numpy operations:
+
+- words are maximal runs of word characters (``str.isalnum`` or ``_``, as regex ``\\w``) of the
+  lower-cased text;
+- a word's hash is the polynomial ``sum(codepoint_j * P**j) mod 2**32``, which prefix sums over
+  the batch's code points give for every word at once;
+- an n-gram's hash folds its word hashes FNV-style, ``h = (h * FNV_PRIME) ^ w``, wrapping at 32 bits.
+
+datasketch's own permutation parameters (``affine32`` scheme: MurmurHash3 finaliser, then
+``a*h + b mod 2**32``) are then applied to every shingle of the batch at once. ``ShingleHash`` is
+the same shingle hash as a plain per-shingle function, so a datasketch ``MinHash(hashfunc=ShingleHash())``
+fed ``shingles(text)`` one ``update`` at a time yields the very same signature; the tests assert it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,35 +27,45 @@ import xxhash
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-WORD = re.compile(r"\w+", re.UNICODE)
+_P = 0x9E3779B1  # odd, so it has an inverse modulo 2**32
+_P_INV = pow(_P, -1, 1 << 32)
 _FNV_PRIME = np.uint32(0x01000193)
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
 _EMPTY = np.uint32(0xFFFFFFFF)
+# Word characters of the Basic Multilingual Plane; code points above it (CJK extensions, emoji) count as word characters.
+_WORD_CHAR = np.array([chr(c).isalnum() or c == 0x5F for c in range(0x10000)], dtype=bool)
+_WORD_CHAR[0] = False  # NUL separates documents in a batch
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+
+
+def _is_word(cp: np.ndarray) -> np.ndarray:
+    return np.where(cp < 0x10000, _WORD_CHAR[np.minimum(cp, 0xFFFF)], True)
+
+
+def _word_spans(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.diff(np.concatenate([[0], _is_word(cp).astype(np.int8), [0]]))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens: the unit shingles are made of (punctuation and spacing ignored)."""
-    return WORD.findall(text.lower())
+    """The words of ``text`` (lower-cased), exactly as the signatures see them."""
+    lowered = text.lower()
+    cp = _codepoints(lowered)
+    starts, ends = _word_spans(cp)
+    return [cp[s:e].tobytes().decode("utf-32-le", errors="surrogatepass") for s, e in zip(starts, ends)]
 
 
 def shingles(text: str, ngram: int) -> list[bytes]:
-    """The word n-grams of ``text`` as bytes (a text shorter than ``ngram`` words is one shingle)."""
+    """The word n-grams of ``text`` as space-joined UTF-8 (a shorter text is a single shingle)."""
     toks = words(text)
     if not toks:
         return []
     if len(toks) < ngram:
-        return [" ".join(toks).encode()]
-    return [" ".join(toks[i : i + ngram]).encode() for i in range(len(toks) - ngram + 1)]
-
-
-def _combine(word_hashes: np.ndarray, ngram: int) -> np.ndarray:
-    """uint32 hash of each n-gram window: h = ((h * FNV_PRIME) ^ w) over its words, wrapping."""
-    n = min(ngram, len(word_hashes))
-    count = len(word_hashes) - n + 1
-    h = word_hashes[:count].copy()
-    for i in range(1, n):
-        h = (h * _FNV_PRIME) ^ word_hashes[i : i + count]
-    return h
+        return [" ".join(toks).encode("utf-8", errors="surrogatepass")]
+    return [" ".join(toks[i : i + ngram]).encode("utf-8", errors="surrogatepass") for i in range(len(toks) - ngram + 1)]
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -61,33 +77,33 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> s3)
 
 
-_WORD_CACHE: dict[str, int] = {}
-_WORD_CACHE_LIMIT = 1 << 20
-
-
-def _word_hashes(toks: list[str]) -> list[int]:
-    """xxh32 of each word; words follow Zipf's law, so a per-process cache answers most lookups."""
-    cache = _WORD_CACHE
-    if len(cache) > _WORD_CACHE_LIMIT:
-        cache.clear()
-    out = []
-    for t in toks:
-        h = cache.get(t)
-        if h is None:
-            h = cache[t] = xxhash.xxh32_intdigest(t.encode())
-        out.append(h)
+def _powers(base: int, n: int) -> np.ndarray:
+    out = np.empty(n + 1, dtype=np.uint32)
+    out[0] = 1
+    out[1:] = np.cumprod(np.full(n, base, dtype=np.uint32), dtype=np.uint32)
     return out
+
+
+def _word_hashes(cp: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Polynomial hash of every word at once: (S[end] - S[start]) * P**-start, S the prefix sums."""
+    pw = _powers(_P, len(cp))
+    prefix = np.zeros(len(cp) + 1, dtype=np.uint32)
+    np.cumsum(cp * pw[:-1], dtype=np.uint32, out=prefix[1:])
+    return (prefix[ends] - prefix[starts]) * _powers(_P_INV, len(cp))[starts]
 
 
 @dataclass(frozen=True)
 class ShingleHash:
-    """The shingle hash as datasketch's ``hashfunc``: bytes of space-joined words -> uint32."""
-
-    ngram: int
+    """The shingle hash as datasketch's ``hashfunc``: a shingle's bytes -> uint32."""
 
     def __call__(self, shingle: bytes) -> int:
-        hashes = np.array([xxhash.xxh32_intdigest(w) for w in shingle.split(b" ")], dtype=np.uint32)
-        return int(_combine(hashes, len(hashes))[0])
+        h = None
+        for word in shingle.decode("utf-8", errors="surrogatepass").split(" "):
+            w = 0
+            for j, c in enumerate(word):
+                w = (w + ord(c) * pow(_P, j, 1 << 32)) & 0xFFFFFFFF
+            h = w if h is None else ((h * int(_FNV_PRIME)) & 0xFFFFFFFF) ^ w
+        return h
 
 
 @dataclass(frozen=True)
@@ -103,37 +119,63 @@ class MinHasher:
         a, b = MinHash(num_perm=self.num_perm, seed=self.seed, scheme="affine32").permutations
         return a.astype(np.uint32), b.astype(np.uint32)
 
-    def shingle_hashes(self, text: str) -> np.ndarray:
-        toks = words(text)
-        if not toks:
-            return np.empty(0, dtype=np.uint32)
-        return np.unique(_combine(np.array(_word_hashes(toks), dtype=np.uint32), self.ngram))
+    def shingle_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(document index, shingle hash) of every distinct shingle of every text, sorted by document."""
+        cp = _codepoints("\x00".join(t.lower() for t in texts))
+        starts, ends = _word_spans(cp)
+        wh = _word_hashes(cp, starts, ends)
+        wdoc = np.cumsum(cp == 0)[starts] if len(starts) else np.empty(0, dtype=np.int64)
+        counts = np.bincount(wdoc, minlength=len(texts))
+        n = self.ngram
+        docs, hashes = [], []
+        if len(wh) >= n:
+            count = len(wh) - n + 1
+            h = wh[:count].copy()
+            for i in range(1, n):
+                h = (h * _FNV_PRIME) ^ wh[i : i + count]
+            inside = wdoc[:count] == wdoc[n - 1 :]  # windows that do not cross a document boundary
+            docs.append(wdoc[:count][inside])
+            hashes.append(h[inside])
+        first_word = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        for d in np.flatnonzero((counts > 0) & (counts < n)):  # short texts: one shingle of all their words
+            h = wh[first_word[d] : first_word[d] + 1].copy()
+            for w in wh[first_word[d] + 1 : first_word[d] + counts[d]]:
+                h = (h * _FNV_PRIME) ^ w
+            docs.append(np.array([d]))
+            hashes.append(h)
+        if not docs:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint32)
+        doc, h = np.concatenate(docs), np.concatenate(hashes).astype(np.uint32)
+        order = np.lexsort((h, doc))
+        doc, h = doc[order], h[order]
+        distinct = np.concatenate([[True], (doc[1:] != doc[:-1]) | (h[1:] != h[:-1])])
+        return doc[distinct], h[distinct]
 
-    def signatures(self, texts: Sequence[str], max_cells: int = 1 << 22) -> np.ndarray:
-        """One signature row per text (uint32, ``num_perm`` wide); an empty text gets all-max."""
+    def signatures(self, texts: Sequence[str], chunk_shingles: int = 2048) -> np.ndarray:
+        """One signature row per text (uint32, ``num_perm`` wide); a text without words gets all-max."""
         out = np.full((len(texts), self.num_perm), _EMPTY, dtype=np.uint32)
+        doc, h = self.shingle_hashes(texts)
+        if len(h) == 0:
+            return out
+        mixed = _fmix32(h)
         a, b = self.permutations
-        hashed = [_fmix32(self.shingle_hashes(t)) for t in texts]
-        start = 0
-        while start < len(texts):
-            # group documents so that the (shingles x permutations) matrix stays under max_cells
-            end, cells = start, 0
-            while end < len(texts) and (end == start or cells + len(hashed[end]) * self.num_perm <= max_cells):
-                cells += len(hashed[end]) * self.num_perm
-                end += 1
-            sizes = np.array([len(h) for h in hashed[start:end]])
-            rows = np.flatnonzero(sizes) + start
-            if len(rows):
-                allh = np.concatenate([hashed[i] for i in rows])
-                permuted = allh[:, None] * a[None, :] + b[None, :]
-                offsets = np.concatenate([[0], np.cumsum(sizes[sizes > 0])[:-1]])
-                out[rows] = np.minimum.reduceat(permuted, offsets, axis=0)
-            start = end
+        # Cut the (shingles x permutations) product into cache-sized chunks at document boundaries.
+        bounds = np.flatnonzero(np.concatenate([[True], doc[1:] != doc[:-1]]))
+        cuts = [0]
+        for start in bounds[1:]:
+            if start - cuts[-1] >= chunk_shingles:
+                cuts.append(int(start))
+        cuts.append(len(h))
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            block = np.multiply.outer(mixed[lo:hi], a)
+            block += b
+            first = bounds[(bounds >= lo) & (bounds < hi)]
+            out[doc[first]] = np.minimum.reduceat(block, first - lo, axis=0)
         return out
 
     def datasketch_minhash(self, text: str) -> MinHash:
         """The reference: datasketch's own MinHash, one ``update`` per shingle, same hash function."""
-        m = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=ShingleHash(self.ngram), scheme="affine32")
+        m = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=ShingleHash(), scheme="affine32")
         for shingle in shingles(text, self.ngram):
             m.update(shingle)
         return m
