@@ -42,15 +42,34 @@ def _runs(sorted_keys: np.ndarray) -> Iterator[tuple[int, int]]:
     yield from zip(starts.tolist(), ends.tolist())
 
 
-def bucket_edges(band: np.ndarray, key: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Edges joining every document of an LSH bucket to the bucket's smallest document index."""
+def bucket_edges(
+    band: np.ndarray, key: np.ndarray, idx: np.ndarray, all_pairs_up_to: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate edges of the documents that share an LSH bucket (a band and its key).
+
+    A bucket of up to ``all_pairs_up_to`` documents gives every pair (needed when pairs are
+    verified afterwards: two members may be similar while neither is similar to a third); a
+    larger one, typically boilerplate shared by many pages, gives a star around its smallest
+    index so that its edges stay linear in its size.
+    """
     order = np.lexsort((idx, key, band))
     band, key, idx = band[order], key[order], idx[order]
-    bucket = np.flatnonzero((band[1:] != band[:-1]) | (key[1:] != key[:-1])) + 1
-    starts = np.concatenate([[0], bucket])
-    first = np.repeat(idx[starts], np.diff(np.concatenate([starts, [len(idx)]])))
+    starts = np.concatenate([[0], np.flatnonzero((band[1:] != band[:-1]) | (key[1:] != key[:-1])) + 1])
+    sizes = np.diff(np.concatenate([starts, [len(idx)]]))
+    first = np.repeat(idx[starts], sizes)
     keep = first != idx
-    return _unique_pairs(first[keep], idx[keep])
+    src, dst = [first[keep]], [idx[keep]]
+    for start, size in zip(starts[(sizes > 2) & (sizes <= all_pairs_up_to)].tolist(), sizes[(sizes > 2) & (sizes <= all_pairs_up_to)].tolist()):
+        members = idx[start + 1 : start + size]  # pairs not involving the first: those are in the star
+        i, j = np.triu_indices(len(members), k=1)
+        src.append(members[i])
+        dst.append(members[j])
+    return _unique_pairs(np.concatenate(src), np.concatenate(dst))
+
+
+def signature_agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard similarity of row-aligned signature pairs: the fraction of equal minima."""
+    return (a == b).mean(axis=1) if len(a) else np.empty(0)
 
 
 def _unique_pairs(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -120,7 +120,11 @@ class DedupConfig(Strict):
     ngram: int = Field(5, ge=1, description="word n-gram shingles")
     num_perm: int = Field(128, ge=8, le=1024)
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity at which documents are duplicates")
-    bands: int | None = Field(None, ge=1, description="LSH bands; default: datasketch's optimum for the threshold")
+    verify: bool = Field(True, description="keep an LSH candidate pair only if its signatures agree on >= threshold")
+    candidate_threshold: float | None = Field(
+        None, gt=0, lt=1, description="similarity the LSH bands aim at; default: threshold - 0.15 with verify, else threshold"
+    )
+    bands: int | None = Field(None, ge=1, description="LSH bands; default: datasketch's optimum for candidate_threshold")
     rows: int | None = Field(None, ge=1, description="rows per band; default: datasketch's optimum")
     seed: int = 1
     score_field: str = Field("quality_score", description="metadata field ranking duplicates (higher survives)")
@@ -134,10 +138,13 @@ class DedupConfig(Strict):
     def _resolve_bands(self) -> DedupConfig:
         if (self.bands is None) != (self.rows is None):
             raise ValueError("set both dedup.bands and dedup.rows, or neither")
+        if self.candidate_threshold is None:
+            candidate = max(0.05, round(self.threshold - 0.15, 4)) if self.verify else self.threshold
+            object.__setattr__(self, "candidate_threshold", candidate)
         if self.bands is None:
             from curation.minhash import lsh_bands
 
-            bands, rows = lsh_bands(self.threshold, self.num_perm)
+            bands, rows = lsh_bands(self.candidate_threshold, self.num_perm)
             object.__setattr__(self, "bands", bands)
             object.__setattr__(self, "rows", rows)
         if self.bands * self.rows > self.num_perm:

@@ -32,6 +32,7 @@ from curation.dedup import (
     both_directions,
     bucket_edges,
     choose_survivors,
+    signature_agreement,
     edge_fingerprint,
     exact_key,
     large_star,
@@ -52,14 +53,19 @@ from tokenizer.model import Tokenizer
 logger = logging.getLogger(__name__)
 
 SIGNATURE_BATCH = 512
+MAX_BUCKET_FOR_ALL_PAIRS = 64
 
 
-def _write(path: Path, columns: dict[str, np.ndarray | list]) -> None:
+def _write(path: Path, columns: dict[str, np.ndarray | list | pa.Array]) -> None:
     """An Arrow IPC file, renamed into place when complete (object arrays are written as strings)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     arrays = {
-        name: pa.array(list(col), type=pa.string()) if isinstance(col, np.ndarray) and col.dtype == object else pa.array(col)
+        name: col
+        if isinstance(col, pa.Array)
+        else pa.array(list(col), type=pa.string())
+        if isinstance(col, np.ndarray) and col.dtype == object
+        else pa.array(col)
         for name, col in columns.items()
     }
     feather.write_feather(pa.table(arrays), tmp, compression="uncompressed")
@@ -76,7 +82,8 @@ def _scatter(folder: Path, source: str, part_of: np.ndarray, n_parts: int, colum
     """Write ``columns`` row-wise into ``folder/p<k>/<source>.arrow`` for partition k = part_of."""
     for k in range(n_parts):
         rows = part_of == k
-        _write(folder / f"p{k:04d}" / f"{source}.arrow", {name: col[rows] for name, col in columns.items()})
+        picked = {name: col.filter(pa.array(rows)) if isinstance(col, pa.Array) else col[rows] for name, col in columns.items()}
+        _write(folder / f"p{k:04d}" / f"{source}.arrow", picked)
 
 
 def _partition(values: np.ndarray, n_parts: int) -> np.ndarray:
@@ -97,24 +104,34 @@ def map_shard(cfg: WebCorpusConfig, shard: str, offset: int, n_parts: int) -> in
         texts.append(doc.text)
         scores.append(float(doc.metadata.get(d.score_field) or 0.0))
     n = len(ids)
-    keys = np.empty((n, d.bands), dtype=np.uint64)
+    sigs = np.empty((n, d.num_perm), dtype=np.uint32)
     for start in range(0, n, SIGNATURE_BATCH):
-        batch = texts[start : start + SIGNATURE_BATCH]
-        keys[start : start + len(batch)] = band_keys(hasher.signatures(batch), d.bands, d.rows)
+        sigs[start : start + SIGNATURE_BATCH] = hasher.signatures(texts[start : start + SIGNATURE_BATCH])
+    keys = band_keys(sigs, d.bands, d.rows)
     exact = np.array([exact_key(t) for t in texts], dtype=np.uint64)
     work = run.root / "dedup" / "work"
     # this shard's part of the run's LSH index, kept for the survivors when the shard is applied
-    _write(work / "index" / f"{shard}.arrow", {"id": np.array(ids, dtype=object), "exact": exact, **_key_columns(keys)})
+    _write(work / "index" / f"{shard}.arrow", {"id": np.array(ids, dtype=object), "exact": exact, "sig": _sig_column(sigs), **_key_columns(keys)})
     idx = np.arange(offset, offset + n, dtype=np.int64)
-    _scatter_documents(work, shard, idx, ids, np.array(scores, dtype=np.float64), exact, keys, n_parts)
+    _scatter_documents(work, shard, idx, ids, np.array(scores, dtype=np.float64), exact, keys, sigs, n_parts)
     return n
+
+
+def _sig_column(sigs: np.ndarray) -> pa.Array:
+    return pa.array([row.tobytes() for row in sigs], type=pa.binary(4 * sigs.shape[1]))
+
+
+def _sig_matrix(column: pa.ChunkedArray | pa.Array, num_perm: int) -> np.ndarray:
+    if len(column) == 0:
+        return np.empty((0, num_perm), dtype=np.uint32)
+    return np.frombuffer(b"".join(column.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
 
 
 def _key_columns(keys: np.ndarray) -> dict[str, np.ndarray]:
     return {f"band{j:03d}": np.ascontiguousarray(keys[:, j]) for j in range(keys.shape[1])}
 
 
-def _scatter_documents(work: Path, source: str, idx, ids, scores, exact, keys, n_parts: int) -> None:
+def _scatter_documents(work: Path, source: str, idx, ids, scores, exact, keys, sigs, n_parts: int) -> None:
     attrs = {
         "idx": idx,
         "id": np.array(ids, dtype=object),
@@ -123,6 +140,7 @@ def _scatter_documents(work: Path, source: str, idx, ids, scores, exact, keys, n
         "exact": exact,
     }
     _scatter(work / "attrs", source, _partition(idx, n_parts), n_parts, attrs)
+    _scatter(work / "sigs", source, _partition(idx, n_parts), n_parts, {"idx": idx, "sig": _sig_column(sigs)})
     flat_keys = keys.reshape(-1)
     bands = {
         "band": np.tile(np.arange(keys.shape[1], dtype=np.uint16), len(idx)),
@@ -142,19 +160,65 @@ def map_previous_index(cfg: WebCorpusConfig, index_file: Path, run_name: str, of
     idx = -(np.arange(offset, offset + n, dtype=np.int64) + 1)
     work = RunDir(cfg.run_dir).root / "dedup" / "work"
     scores = np.full(n, np.inf)
-    _scatter_documents(work, f"previous-{run_name}-{index_file.stem}", idx, ids, scores, table["exact"].to_numpy(), keys, n_parts)
+    sigs = _sig_matrix(table["sig"], cfg.dedup.num_perm)
+    _scatter_documents(work, f"previous-{run_name}-{index_file.stem}", idx, ids, scores, table["exact"].to_numpy(), keys, sigs, n_parts)
     return n
 
 
-def bucket_partition(work: Path, k: int, n_parts: int) -> int:
-    """Edges of the LSH buckets in partition k, written both ways for the first large-star step."""
+def bucket_partition(work: Path, k: int, n_parts: int, verify: bool) -> int:
+    """Candidate edges of the LSH buckets in partition k.
+
+    Verified candidates go to the verification steps keyed by their first end; unverified ones
+    are final and go both ways to the first large-star step.
+    """
     table = _read_partition(work / "bands" / f"p{k:04d}")
     src = dst = np.empty(0, dtype=np.int64)
     if table is not None and table.num_rows:
-        src, dst = bucket_edges(table["band"].to_numpy(), table["key"].to_numpy(), table["idx"].to_numpy())
+        src, dst = bucket_edges(
+            table["band"].to_numpy(), table["key"].to_numpy(), table["idx"].to_numpy(), MAX_BUCKET_FOR_ALL_PAIRS if verify else 2
+        )
+    n_pairs = len(src)
+    if verify:
+        _scatter(work / "candidates-by-src", f"p{k:04d}", _partition(src, n_parts), n_parts, {"src": src, "dst": dst})
+    else:
+        src, dst = both_directions(src, dst)
+        _scatter(work / "round000-large", f"p{k:04d}", _partition(src, n_parts), n_parts, {"src": src, "dst": dst})
+    return n_pairs
+
+
+def _lookup_signatures(work: Path, k: int, nodes: np.ndarray, num_perm: int) -> np.ndarray:
+    table = _read_partition(work / "sigs" / f"p{k:04d}")
+    idx = table["idx"].to_numpy()
+    order = np.argsort(idx)
+    return _sig_matrix(table["sig"], num_perm)[order[np.searchsorted(idx, nodes, sorter=order)]]
+
+
+def attach_source_signatures(work: Path, k: int, n_parts: int, num_perm: int) -> int:
+    """Verification, first half: candidates keyed by source get the source's signature."""
+    table = _read_partition(work / "candidates-by-src" / f"p{k:04d}")
+    if table is None or table.num_rows == 0:
+        src = dst = np.empty(0, dtype=np.int64)
+        sig = np.empty((0, num_perm), dtype=np.uint32)
+    else:
+        src, dst = table["src"].to_numpy(), table["dst"].to_numpy()
+        sig = _lookup_signatures(work, k, src, num_perm)
+    _scatter(work / "candidates-by-dst", f"p{k:04d}", _partition(dst, n_parts), n_parts, {"src": src, "dst": dst, "sig": _sig_column(sig)})
+    return len(src)
+
+
+def verify_candidates(work: Path, k: int, n_parts: int, num_perm: int, threshold: float) -> tuple[int, int]:
+    """Verification, second half: keep a candidate only if the two signatures agree on >= threshold."""
+    table = _read_partition(work / "candidates-by-dst" / f"p{k:04d}")
+    src = dst = np.empty(0, dtype=np.int64)
+    n_candidates = 0
+    if table is not None and table.num_rows:
+        n_candidates = table.num_rows
+        src, dst = table["src"].to_numpy(), table["dst"].to_numpy()
+        agree = signature_agreement(_sig_matrix(table["sig"], num_perm), _lookup_signatures(work, k, dst, num_perm))
+        src, dst = src[agree >= threshold], dst[agree >= threshold]
     src, dst = both_directions(src, dst)
     _scatter(work / "round000-large", f"p{k:04d}", _partition(src, n_parts), n_parts, {"src": src, "dst": dst})
-    return len(src)
+    return n_candidates, len(src) // 2
 
 
 def star_partition(work: Path, step_in: str, step_out: str, kind: str, k: int, n_parts: int) -> tuple[int, int]:
@@ -317,7 +381,15 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         prev_offsets = np.concatenate([[0], np.cumsum(prev_sizes)[:-1]]).astype(int).tolist()
         calls = [(cfg, f, name, o, n_parts) for (name, f), o in zip(previous, prev_offsets)]
         run_tasks(map_previous_index, calls, "dedup: previous index", progress)
-    run_tasks(bucket_partition, [(work, k, n_parts) for k in range(n_parts)], "dedup: buckets", progress)
+    d = cfg.dedup
+    candidates = run_tasks(bucket_partition, [(work, k, n_parts, d.verify) for k in range(n_parts)], "dedup: buckets", progress)
+    n_candidates = n_edges = sum(candidates)
+    if d.verify:
+        run_tasks(attach_source_signatures, [(work, k, n_parts, d.num_perm) for k in range(n_parts)], "dedup: verify (1/2)", progress)
+        verified = run_tasks(
+            verify_candidates, [(work, k, n_parts, d.num_perm, d.threshold) for k in range(n_parts)], "dedup: verify (2/2)", progress
+        )
+        n_edges = sum(v[1] for v in verified)
     last, step, rounds = None, "round000-large", 0
     for rounds in range(1, max_rounds + 1):
         small_in = f"round{rounds:03d}-small"
@@ -340,6 +412,10 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         "documents": int(sum(sizes)),
         "removed": int(sum(removed)),
         "partitions": n_parts,
+        "candidate_pairs": int(n_candidates),
+        "similar_pairs": int(n_edges),
+        "verified": d.verify,
+        "candidate_threshold": d.candidate_threshold,
         "star_rounds": rounds,
         "bands": cfg.dedup.bands,
         "rows": cfg.dedup.rows,
