@@ -120,7 +120,7 @@ class MinHasher:
         return a.astype(np.uint32), b.astype(np.uint32)
 
     def shingle_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(document index, shingle hash) of every distinct shingle of every text, sorted by document."""
+        """(document index, shingle hash) of every shingle of every text, grouped by document."""
         cp = _codepoints("\x00".join(t.lower() for t in texts))
         starts, ends = _word_spans(cp)
         wh = _word_hashes(cp, starts, ends)
@@ -146,10 +146,11 @@ class MinHasher:
         if not docs:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint32)
         doc, h = np.concatenate(docs), np.concatenate(hashes).astype(np.uint32)
-        order = np.lexsort((h, doc))
-        doc, h = doc[order], h[order]
-        distinct = np.concatenate([[True], (doc[1:] != doc[:-1]) | (h[1:] != h[:-1])])
-        return doc[distinct], h[distinct]
+        if len(docs) > 1:  # short texts were appended after the windows: restore document order
+            order = np.argsort(doc, kind="stable")
+            doc, h = doc[order], h[order]
+        # A repeated shingle cannot change a minimum, so repeats are left in rather than sorted out.
+        return doc, h
 
     def signatures(self, texts: Sequence[str], chunk_shingles: int = 2048) -> np.ndarray:
         """One signature row per text (uint32, ``num_perm`` wide); a text without words gets all-max."""
