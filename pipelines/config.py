@@ -152,6 +152,34 @@ class DedupConfig(Strict):
         return self
 
 
+class MixConfig(Strict):
+    """Domain mixing in tokens (BloombergGPT's 51% finance / 49% general by default)."""
+
+    enabled: bool = True
+    targets: dict[str, float] = Field(default_factory=lambda: {"finance": 0.51, "general": 0.49})
+    total_tokens: int | None = Field(None, gt=0, description="token budget; default: the largest mix that repeats nothing")
+    repeat_limit: float = Field(4.0, ge=1, description="warn when a domain must be repeated more epochs than this")
+    seed: int = 1
+
+    @field_validator("targets")
+    @classmethod
+    def _shares(cls, targets: dict[str, float]) -> dict[str, float]:
+        if not targets:
+            raise ValueError("give at least one domain's share")
+        if any(v < 0 for v in targets.values()):
+            raise ValueError(f"shares must not be negative, got {targets}")
+        if abs(sum(targets.values()) - 1) > 1e-6:
+            raise ValueError(f"shares must sum to 1, they sum to {sum(targets.values()):.6f}")
+        return dict(sorted(targets.items()))
+
+
+class ShardsConfig(Strict):
+    enabled: bool = True
+    shard_tokens: int = Field(1_000_000, gt=0, description="tokens per shard (a shard closes after the document that reaches it)")
+    per_domain: bool = Field(False, description="one set of shards per domain, for mixing at training time")
+    seed: int = 1
+
+
 class TokenizerConfig(Strict):
     model_path: str | None = Field(None, description="an existing sentencepiece model; skips training")
     vocab_size: int = Field(8192, ge=256, le=1 << 20)
@@ -176,6 +204,8 @@ class WebCorpusConfig(Strict):
     language: LanguageConfig = LanguageConfig()
     quality: QualityConfig = QualityConfig()
     dedup: DedupConfig = DedupConfig()
+    mix: MixConfig = MixConfig()
+    shards: ShardsConfig = ShardsConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     ray: RayConfig = RayConfig()
 
@@ -186,6 +216,21 @@ class WebCorpusConfig(Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"source names must be unique, got {names}")
         return sources
+
+    @model_validator(mode="after")
+    def _mix_matches_sources(self) -> WebCorpusConfig:
+        if self.mix.enabled:
+            domains = {s.domain for s in self.sources}
+            unknown = sorted(set(self.mix.targets) - domains)
+            missing = sorted(domains - set(self.mix.targets))
+            if unknown or missing:
+                raise ValueError(
+                    "mix.targets must give a share for exactly the sources' domains "
+                    f"{sorted(domains)}: " + "; ".join(filter(None, [unknown and f"no source for {unknown}", missing and f"no share for {missing}"]))
+                )
+        if self.shards.enabled and not self.mix.enabled:
+            raise ValueError("shards need mix: set mix.enabled=true (targets may equal the natural shares)")
+        return self
 
     @property
     def run_dir(self) -> Path:

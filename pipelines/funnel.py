@@ -19,7 +19,7 @@ def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def retention(stages: list[StageStats]) -> dict:
+def retention(stages: list[StageStats], manifest: dict | None = None) -> dict:
     """What survives every stage, against what came in and against the extracted text.
 
     ``tokens_vs_extracted`` is the headline figure: tokens kept over the tokens of the text that
@@ -44,7 +44,15 @@ def retention(stages: list[StageStats]) -> dict:
             "docs": _ratio(d_kept.docs, d_in.docs),
             "tokens_vs_extracted": _ratio(d_kept.tokens, d_extracted.tokens),
         }
+    shards = {}
+    if manifest is not None:
+        # the headline: tokens in the shards (EOS included) over tokens of the extracted text
+        shards = {
+            "tokens_in_shards": manifest["tokens"],
+            "shard_tokens_vs_extracted": _ratio(manifest["tokens"], extracted.tokens),
+        }
     return {
+        **shards,
         "docs": _ratio(last.out.docs, first.in_.docs),
         "bytes_vs_raw": _ratio(last.out.bytes, first.in_.bytes),
         "tokens_vs_raw": _ratio(last.out.tokens, first.in_.tokens),
@@ -79,6 +87,11 @@ def render_table(stats: dict) -> str:
         lines.append(
             f"{domain:<10} docs {d['docs_kept']}/{d['docs_in']}  tokens kept {d['tokens_kept']} of {d['tokens_extracted']} extracted"
             f" ({100 * (d['tokens_vs_extracted'] or 0):.2f}%)"
+        )
+    if "tokens_in_shards" in r:
+        lines.append(
+            f"token shards: {r['tokens_in_shards']} tokens (EOS included) = "
+            f"{100 * (r['shard_tokens_vs_extracted'] or 0):.2f}% of the {r['tokens_extracted']} extracted tokens"
         )
     lines.append(
         f"retention: {100 * (r['tokens_vs_extracted'] or 0):.2f}% of extracted tokens "

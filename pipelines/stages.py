@@ -28,4 +28,4 @@ def stage_names(cfg: WebCorpusConfig) -> list[str]:
     """Stage names in order, without building (and loading models for) the stages."""
     names = ["read", "extract"] + (["language"] if cfg.language.enabled else [])
     names += [n for n in QUALITY_FILTERS if getattr(cfg.quality, n).enabled]
-    return names + (["dedup"] if cfg.dedup.enabled else [])
+    return names + (["dedup"] if cfg.dedup.enabled else []) + (["mix"] if cfg.shards.enabled else [])

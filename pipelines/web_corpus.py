@@ -18,6 +18,7 @@ from pipelines.dedup import previous_index_files, run_dedup
 from pipelines.config import ConfigError, WebCorpusConfig, load_config
 from pipelines.funnel import merge_shard_stats, render_table, retention
 from pipelines.inputs import Shard, list_shards
+from pipelines.mix import run_mix_and_shards
 from pipelines.ray_runtime import ray_session, run_tasks
 from pipelines.run_dir import RunDir, atomic_write_bytes, atomic_write_json
 from pipelines.stages import stage_names
@@ -83,8 +84,11 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
             logger.info("resuming: %d of %d shards already complete", len(shards) - len(todo), len(shards))
         run_tasks(curate_shard, [(cfg, s) for s in todo], "curate", progress)
         dedup = run_dedup(cfg, shards, progress) if cfg.dedup.enabled else None
+        mix_stats, manifest = run_mix_and_shards(cfg, shards, progress) if cfg.shards.enabled else (None, None)
     phases = ["curate"] + (["dedup"] if dedup else [])
     payloads = [json.loads(run.shard_stats(p, s.name).read_text()) for p in phases for s in shards]
+    if mix_stats is not None:
+        payloads.append({"wall_time_s": mix_stats.wall_time_s, "stages": [mix_stats.to_dict()]})
     stages = merge_shard_stats(payloads, stage_names(cfg))
     violations = [v for s in stages for v in s.invariant_violations()]
     stats = {
@@ -95,9 +99,10 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
         "counted exactly with the run's tokenizer, EOS not included",
         "shards": len(shards),
         "stages": [s.to_dict() for s in stages],
-        "retention": retention(stages),
+        "retention": retention(stages, manifest),
+        "mix": manifest and {d: {k: v[k] for k in ("target_share", "achieved_share", "epochs", "tokens")} for d, v in manifest["domains"].items()},
         "dedup": dedup,
-        "output": "deduped" if dedup else "filtered",
+        "output": "tokens" if manifest else "deduped" if dedup else "filtered",
         "invariant_violations": violations,
         "shard_time_s": round(sum(p["wall_time_s"] for p in payloads), 3),
         "wall_time_s": round(time.perf_counter() - start, 3),

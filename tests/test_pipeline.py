@@ -36,7 +36,7 @@ def test_funnel_balances_counts_tokens_and_keeps_every_rejected_document(tmp_pat
     run = cfg.run_dir
     assert stats["invariant_violations"] == []
     names = [s["name"] for s in stats["stages"]]
-    assert names == ["read", "extract", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "dedup"]
+    assert names == ["read", "extract", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "dedup", "mix"]
     for before, after in zip(stats["stages"], stats["stages"][1:]):
         # what leaves one stage is exactly what enters the next, per domain and in all three measures
         for domain, d in after["domains"].items():
@@ -49,8 +49,11 @@ def test_funnel_balances_counts_tokens_and_keeps_every_rejected_document(tmp_pat
         for path in rejected:
             table = pq.read_table(path)
             assert all(table.column("reason").to_pylist())
-    assert _rows(sorted((run / "filtered").glob("*.parquet"))) == stats["stages"][-2]["total"]["kept"]["docs"] > 0
-    assert _rows(sorted((run / "deduped").glob("*.parquet"))) == stats["stages"][-1]["total"]["kept"]["docs"] > 0
+    by_name = {s["name"]: s["total"] for s in stats["stages"]}
+    assert _rows(sorted((run / "filtered").glob("*.parquet"))) == by_name["fineweb_quality"]["kept"]["docs"] > 0
+    assert _rows(sorted((run / "deduped").glob("*.parquet"))) == by_name["dedup"]["kept"]["docs"] > 0
+    # the last measure of the funnel: tokens in the shards = tokens the mix kept + one EOS per document
+    assert stats["retention"]["tokens_in_shards"] == by_name["mix"]["out"]["tokens"] + by_name["mix"]["out"]["docs"]
     assert stats["tokenizer"]["sha256"] == model_sha256((run / "tokenizer" / "spm.model").read_bytes())
     assert set(stats["retention"]["per_domain"]) == {"finance", "general"}
     assert 0 < stats["retention"]["tokens_vs_extracted"] < 1

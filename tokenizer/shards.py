@@ -1,0 +1,92 @@
+"""The token shard format: Arrow IPC files with one row per document, read by memory map.
+
+A shard holds ``tokens: list<uint16|uint32>`` (EOS already appended), ``domain`` and ``doc_id``,
+written as a single record batch, so that a reader maps the file and sees the whole flat token
+array and the document offsets as numpy views, without copying or decoding anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits (vocabulary up to 65,536), else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def shard_schema(dtype: np.dtype) -> pa.Schema:
+    return pa.schema(
+        [("tokens", pa.list_(pa.from_numpy_dtype(dtype))), ("domain", pa.string()), ("doc_id", pa.string())]
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_token_shard(path: Path, docs: Sequence[tuple[np.ndarray, str, str]], dtype: np.dtype) -> dict:
+    """Write (tokens with EOS, domain, doc id) rows atomically; return the shard's manifest entry."""
+    lengths = np.array([len(t) for t, _, _ in docs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    flat = np.concatenate([t for t, _, _ in docs]).astype(dtype) if docs else np.empty(0, dtype)
+    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+    batch = pa.record_batch(
+        [tokens, pa.array([d for _, d, _ in docs], pa.string()), pa.array([i for _, _, i in docs], pa.string())],
+        schema=shard_schema(dtype),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    os.replace(tmp, path)
+    per_domain: dict[str, dict[str, int]] = defaultdict(lambda: {"documents": 0, "tokens": 0})
+    for (t, domain, _), n in zip(docs, lengths.tolist()):
+        per_domain[domain]["documents"] += 1
+        per_domain[domain]["tokens"] += n
+    return {
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "bytes": path.stat().st_size,
+        "documents": len(docs),
+        "tokens": int(lengths.sum()),
+        "domains": dict(sorted(per_domain.items())),
+    }
+
+
+@dataclass
+class TokenShard:
+    """A memory-mapped shard: ``tokens`` is the flat token array, ``offsets`` the document bounds."""
+
+    path: Path
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+        self._source = pa.memory_map(str(self.path), "r")
+        reader = pa.ipc.open_file(self._source)
+        if reader.num_record_batches != 1:
+            raise ValueError(f"{self.path}: a token shard holds one record batch, found {reader.num_record_batches}")
+        batch = reader.get_batch(0)
+        column = batch.column(0)
+        self.tokens: np.ndarray = column.values.to_numpy(zero_copy_only=True)
+        self.offsets: np.ndarray = column.offsets.to_numpy(zero_copy_only=True)
+        self.domains: pa.Array = batch.column(1)
+        self.doc_ids: pa.Array = batch.column(2)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def document(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
