@@ -12,6 +12,7 @@ from the start of the phase, which gives the same bytes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -20,6 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from curation.document import stable_hash
 from curation.mixing import mixture_total, plan_domain
@@ -31,7 +35,7 @@ from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir, atomic_write_json
 from tokenizer.model import Tokenizer
-from tokenizer.shards import TokenShard, token_dtype, write_token_shard
+from tokenizer.shards import TokenShard, token_dtype, write_flat_token_shard, write_token_shard
 
 logger = logging.getLogger(__name__)
 
@@ -44,23 +48,30 @@ def curated(run: RunDir, cfg: WebCorpusConfig, shard: str) -> Path:
 
 
 def encode_shard(cfg: WebCorpusConfig, shard: str) -> dict:
-    """Encode one curated shard into a staging token file; return per-document counts for the plan."""
+    """Encode one curated shard into a staging token file; return per-document counts for the plan.
+
+    Columns are read straight from Parquet and the token ids go into one flat array: per-document
+    Python objects would cost more than sentencepiece's encoding itself.
+    """
     run = RunDir(cfg.run_dir)
     tokenizer = Tokenizer(run.tokenizer_model)
     dtype = token_dtype(tokenizer.vocab_size)
-    docs = list(read_documents(curated(run, cfg, shard)))
-    rows = []
-    for start in range(0, len(docs), ENCODE_BATCH):
-        batch = docs[start : start + ENCODE_BATCH]
-        for doc, ids in zip(batch, tokenizer.processor.encode([d.text for d in batch], num_threads=1)):
-            rows.append((np.asarray(ids, dtype=dtype), doc.metadata["domain"], doc.id))
-    write_token_shard(run.root / "tokens" / "staging" / f"{shard}.arrow", rows, dtype)
+    table = pq.read_table(curated(run, cfg, shard), columns=["id", "text", "domain"])
+    texts, ids, domains = table["text"].to_pylist(), table["id"].to_pylist(), table["domain"].to_pylist()
+    lengths, parts = [], []
+    for start in range(0, len(texts), ENCODE_BATCH):
+        encoded = tokenizer.processor.encode(texts[start : start + ENCODE_BATCH], num_threads=1)
+        lengths += [len(x) for x in encoded]
+        parts.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=dtype))
+    lengths = np.array(lengths, dtype=np.int64)
+    flat = np.concatenate(parts) if parts else np.empty(0, dtype)
+    write_flat_token_shard(run.root / "tokens" / "staging" / f"{shard}.arrow", flat, lengths, domains, ids)
     return {
         "shard": shard,
-        "domain": [d for _, d, _ in rows],
-        "tokens": np.array([len(t) for t, _, _ in rows], dtype=np.int64),
-        "bytes": np.array([len(d.text.encode("utf-8", errors="surrogatepass")) for d in docs], dtype=np.int64),
-        "key": np.array([stable_hash(f"{cfg.mix.seed}:{i}") for _, _, i in rows], dtype=np.uint64),
+        "domain": domains,
+        "tokens": lengths,
+        "bytes": pc.binary_length(table["text"].cast(pa.binary())).to_numpy(zero_copy_only=False).astype(np.int64),
+        "key": np.array([stable_hash(f"{cfg.mix.seed}:{i}") for i in ids], dtype=np.uint64),
     }
 
 

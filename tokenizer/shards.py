@@ -40,12 +40,16 @@ def file_sha256(path: Path) -> str:
 def write_token_shard(path: Path, docs: Sequence[tuple[np.ndarray, str, str]], dtype: np.dtype) -> dict:
     """Write (tokens with EOS, domain, doc id) rows atomically; return the shard's manifest entry."""
     lengths = np.array([len(t) for t, _, _ in docs], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     flat = np.concatenate([t for t, _, _ in docs]).astype(dtype) if docs else np.empty(0, dtype)
+    return write_flat_token_shard(path, flat, lengths, [d for _, d, _ in docs], [i for _, _, i in docs])
+
+
+def write_flat_token_shard(path: Path, flat: np.ndarray, lengths: np.ndarray, domains: list[str], doc_ids: list[str]) -> dict:
+    """The same from one flat token array and per-document lengths (no per-document arrays)."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
     batch = pa.record_batch(
-        [tokens, pa.array([d for _, d, _ in docs], pa.string()), pa.array([i for _, _, i in docs], pa.string())],
-        schema=shard_schema(dtype),
+        [tokens, pa.array(domains, pa.string()), pa.array(doc_ids, pa.string())], schema=shard_schema(flat.dtype)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -53,14 +57,14 @@ def write_token_shard(path: Path, docs: Sequence[tuple[np.ndarray, str, str]], d
         writer.write_batch(batch)
     os.replace(tmp, path)
     per_domain: dict[str, dict[str, int]] = defaultdict(lambda: {"documents": 0, "tokens": 0})
-    for (t, domain, _), n in zip(docs, lengths.tolist()):
+    for domain, n in zip(domains, lengths.tolist()):
         per_domain[domain]["documents"] += 1
         per_domain[domain]["tokens"] += n
     return {
         "file": path.name,
         "sha256": file_sha256(path),
         "bytes": path.stat().st_size,
-        "documents": len(docs),
+        "documents": len(domains),
         "tokens": int(lengths.sum()),
         "domains": dict(sorted(per_domain.items())),
     }
