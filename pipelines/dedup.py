@@ -366,6 +366,7 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
     summary_path = run.root / "dedup" / "summary.json"
     if summary_path.exists() and all(run.shard_stats("dedup", n).exists() for n in names):
         return json.loads(summary_path.read_text())
+    started = time.perf_counter()
     work = run.root / "dedup" / "work"
     if work.exists():  # a killed attempt: the global steps are cheap next to extraction, redo them
         shutil.rmtree(work)
@@ -417,6 +418,7 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         "verified": d.verify,
         "candidate_threshold": d.candidate_threshold,
         "star_rounds": rounds,
+        "wall_time_s": round(time.perf_counter() - started, 3),
         "bands": cfg.dedup.bands,
         "rows": cfg.dedup.rows,
         "threshold": cfg.dedup.threshold,

@@ -90,6 +90,8 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     if mix_stats is not None:
         payloads.append({"wall_time_s": mix_stats.wall_time_s, "stages": [mix_stats.to_dict()]})
     stages = merge_shard_stats(payloads, stage_names(cfg))
+    if dedup:  # the stage's own time is only its last step; the phase's wall time says what it cost
+        next(s for s in stages if s.name == "dedup").wall_time_s = dedup["wall_time_s"]
     violations = [v for s in stages for v in s.invariant_violations()]
     stats = {
         "run": cfg.run_name,

@@ -157,7 +157,9 @@ def test_a_new_run_drops_duplicates_of_an_earlier_runs_corpus(dedup_run, tmp_pat
         "quality": {n: {"enabled": False} for n in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")},
         "tokenizer": {"vocab_size": 1000, "sample_rate": 0.5},
         "dedup": {"previous_indexes": [str(index)]},
-        "mix": {"targets": {"finance": 1.0}},
+        # every document is a duplicate of the earlier corpus: nothing is left to mix into shards
+        "mix": {"enabled": False, "targets": {"finance": 1.0}},
+        "shards": {"enabled": False},
     }
     path = tmp_path / "later.yaml"
     path.write_text(json.dumps(tree))
