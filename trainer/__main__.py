@@ -1,0 +1,43 @@
+"""``python -m trainer --data runs/<id>/tokens [--preset tiny] [--config x.yaml] [section.field=value ...]``.
+
+Also under ``torchrun --nproc_per_node=N -m trainer ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import torch.distributed as dist
+
+from trainer.config import PRESETS, load_train_config
+from trainer.train import train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Pretrain a decoder-only transformer on token shards.")
+    parser.add_argument("--data", required=True, help="a curation run's tokens/ folder or its manifest.json")
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    parser.add_argument("--config", help="YAML on top of the preset")
+    parser.add_argument("--out", help="output folder (metrics.jsonl, checkpoints/)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("overrides", nargs="*", metavar="section.field=value")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = [f"data.manifest={args.data}", *([f"out_dir={args.out}"] if args.out else []), *args.overrides]
+    try:
+        cfg = load_train_config(args.preset, args.config, overrides)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        train(cfg, progress=not args.no_progress)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Training data from token shards: memory-mapped documents packed into fixed-length sequences.
+
+Each domain's documents (EOS already appended by the curation run) are concatenated into one
+stream; a sequence is the next ``seq_len + 1`` tokens of a stream. A deterministic deficit
+round-robin picks, for every global sequence, the domain furthest behind its target share, so
+static ratios and ratio schedules both hold exactly in sequences. The position is kept in tokens
+consumed per domain and in sequences drawn overall, never in per-rank iterator state: the same
+global stream continues whatever the number of processes, and rank r of w takes the global
+sequences r, r + w, r + 2w, ...
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokenizer.shards import TokenShard
+
+
+class DomainStream:
+    """The documents of one domain, end to end, read through the shards' memory maps."""
+
+    def __init__(self, pieces: list[tuple[np.ndarray, int, int]]):
+        self.pieces = pieces  # (flat token array, start, end) per document
+        lengths = np.array([end - start for _, start, end in pieces], dtype=np.int64)
+        self.bounds = np.concatenate([[0], np.cumsum(lengths)])
+        self.length = int(self.bounds[-1])
+
+    def take(self, position: int, n: int) -> np.ndarray:
+        """``n`` tokens from ``position`` (wrapping around: a new epoch of the domain)."""
+        out = np.empty(n, dtype=np.int64)
+        filled = 0
+        position %= self.length
+        while filled < n:
+            doc = int(np.searchsorted(self.bounds, position, side="right")) - 1
+            flat, start, end = self.pieces[doc]
+            offset = start + position - int(self.bounds[doc])
+            count = min(n - filled, end - offset)
+            out[filled : filled + count] = flat[offset : offset + count]
+            filled += count
+            position = (position + count) % self.length
+        return out
+
+
+def load_streams(manifest_path: Path, val_fraction: float) -> tuple[dict[str, DomainStream], dict[str, DomainStream], dict]:
+    """(train streams, validation streams) per domain; the last ``val_fraction`` of each domain's
+    documents, in manifest order, is held out."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    docs: dict[str, list] = {}
+    for entry in manifest["shards"]:
+        shard = TokenShard(Path(manifest_path).parent / entry["file"])
+        for i in range(len(shard)):
+            docs.setdefault(shard.domains[i].as_py(), []).append((shard.tokens, int(shard.offsets[i]), int(shard.offsets[i + 1])))
+    train, val = {}, {}
+    for domain, pieces in sorted(docs.items()):
+        n_val = int(len(pieces) * val_fraction) if len(pieces) > 1 else 0
+        train[domain] = DomainStream(pieces[: len(pieces) - n_val] if n_val else pieces)
+        if n_val:
+            val[domain] = DomainStream(pieces[len(pieces) - n_val :])
+    return train, val, manifest
+
+
+@dataclass
+class MixtureState:
+    sequences: int = 0
+    positions: dict[str, int] = field(default_factory=dict)  # tokens consumed per domain
+    counts: dict[str, int] = field(default_factory=dict)  # sequences drawn per domain
+
+
+class MixtureSampler:
+    """Global sequences from per-domain streams at (possibly scheduled) target ratios."""
+
+    def __init__(self, streams: dict[str, DomainStream], seq_len: int, ratios: dict[str, float] | None = None,
+                 schedule: list[tuple[int, dict[str, float]]] | None = None):
+        self.streams = streams
+        self.seq_len = seq_len
+        natural = {d: s.length for d, s in streams.items()}
+        base = ratios or {d: n / sum(natural.values()) for d, n in natural.items()}
+        unknown = set(base) - set(streams)
+        if unknown:
+            raise ValueError(f"data.ratios names domains the shards do not hold: {sorted(unknown)}")
+        self.schedule = sorted(schedule or [(0, base)])
+        self.state = MixtureState(positions={d: 0 for d in streams}, counts={d: 0 for d in streams})
+
+    def ratios_at(self, step: int) -> dict[str, float]:
+        """Linear interpolation between scheduled (step, ratios) points."""
+        points = self.schedule
+        if step <= points[0][0]:
+            return points[0][1]
+        for (s0, r0), (s1, r1) in zip(points, points[1:]):
+            if step < s1:
+                a = (step - s0) / (s1 - s0)
+                return {d: (1 - a) * r0.get(d, 0) + a * r1.get(d, 0) for d in set(r0) | set(r1)}
+        return points[-1][1]
+
+    def next_sequence(self, step: int) -> np.ndarray:
+        ratios = self.ratios_at(step)
+        total = sum(ratios.values())
+        n = self.state.sequences + 1
+        domain = max(sorted(self.streams), key=lambda d: ratios.get(d, 0) / total * n - self.state.counts[d])
+        seq = self.streams[domain].take(self.state.positions[domain], self.seq_len + 1)
+        self.state.positions[domain] += self.seq_len
+        self.state.counts[domain] += 1
+        self.state.sequences += 1
+        return seq
+
+    def batch(self, step: int, global_batch: int, rank: int, world: int) -> torch.Tensor:
+        """This rank's share of the step's ``global_batch`` sequences, (global_batch / world, seq_len + 1)."""
+        rows = [self.next_sequence(step) for _ in range(global_batch)]
+        return torch.from_numpy(np.stack(rows[rank::world]))
+
+    def state_dict(self) -> dict:
+        return {"sequences": self.state.sequences, "positions": dict(self.state.positions), "counts": dict(self.state.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = MixtureState(state["sequences"], dict(state["positions"]), dict(state["counts"]))

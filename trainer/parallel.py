@@ -1,0 +1,42 @@
+"""Distribution applied from the outside: FSDP2 per block and at the root, checkpointing, compile."""
+
+from __future__ import annotations
+
+import torch
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from trainer.config import ParallelConfig
+from trainer.model import Transformer
+
+
+def device_mesh(cfg: ParallelConfig, world: int, device_type: str):
+    """1-D for full/grad_op sharding; 2-D (replicate, shard) for replicate and hybrid."""
+    if cfg.sharding in ("full", "grad_op"):
+        return init_device_mesh(device_type, (world,), mesh_dim_names=("shard",))
+    shard = 1 if cfg.sharding == "replicate" else (cfg.hybrid_shard_size or world)
+    if world % shard:
+        raise ValueError(f"parallel.hybrid_shard_size ({shard}) must divide the number of processes ({world})")
+    return init_device_mesh(device_type, (world // shard, shard), mesh_dim_names=("replicate", "shard"))
+
+
+def parallelize(model: Transformer, cfg: ParallelConfig, world: int, device_type: str) -> Transformer:
+    if cfg.activation_checkpointing:
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+        for i, layer in enumerate(model.layers):
+            model.layers[i] = checkpoint_wrapper(layer)
+    if cfg.compile:
+        for i, layer in enumerate(model.layers):
+            model.layers[i] = torch.compile(layer)
+    mp = MixedPrecisionPolicy(
+        param_dtype=torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32, reduce_dtype=torch.float32
+    )
+    mesh = device_mesh(cfg, world, device_type)
+    # grad_op keeps the gathered parameters from forward to backward (ZeRO-2-like: only
+    # gradients and optimizer state stay sharded between the passes)
+    reshard = cfg.sharding != "grad_op"
+    for layer in model.layers:
+        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+    return model

@@ -1,0 +1,238 @@
+"""The training loop: FSDP2, AdamW, warmup + cosine, global-token loss normalisation, exact resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from tqdm import tqdm
+
+from trainer.config import OptimConfig, TrainConfig
+from trainer.data import MixtureSampler, load_streams
+from trainer.model import Transformer, lm_loss
+from trainer.parallel import parallelize
+
+logger = logging.getLogger(__name__)
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s per GPU
+
+
+def lr_lambda(cfg: OptimConfig):
+    """Linear warmup, then cosine to ``min_lr_ratio`` (restarting every ``restart_every`` steps)."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        span = cfg.restart_every or max(1, cfg.steps - cfg.warmup_steps)
+        progress = ((step - cfg.warmup_steps) % span) / span
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decoupled weight decay on matrices only: not on norms, biases or embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.dim() < 2 or "embed" in name or "pos." in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    """Join the torchrun group, or make a group of one (FSDP2 needs a process group either way)."""
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def flops_per_token(model: Transformer) -> float:
+    """6N + 12 L H Q T: weights (forward + backward) plus attention scores, per token."""
+    c = model.cfg
+    return 6 * model.num_params() + 12 * c.n_layers * c.n_heads * c.head_dim * c.seq_len
+
+
+def _peak(cfg: TrainConfig, device: torch.device) -> float | None:
+    if cfg.log.peak_flops:
+        return cfg.log.peak_flops
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return next((v for k, v in PEAK_BF16.items() if k in name), None)
+    return None
+
+
+class Checkpointer:
+    """Model and optimizer through torch.distributed.checkpoint (resharded on load, so the number
+    of processes may change); scheduler, data position and RNG in a small JSON/pt beside it."""
+
+    def __init__(self, root: Path, keep: int):
+        self.root, self.keep = root, keep
+
+    def latest(self) -> Path | None:
+        done = sorted(self.root.glob("step-*/extra.json"))
+        return done[-1].parent if done else None
+
+    def save(self, step: int, model, optimizer, scheduler, sampler, rank: int) -> None:
+        path = self.root / f"step-{step:08d}"
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(path))
+        torch.save({"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, path / f"rng-{rank}.pt")
+        dist.barrier()
+        if rank == 0:  # written last: a checkpoint without it is incomplete and ignored
+            extra = {"step": step, "scheduler": scheduler.state_dict(), "data": sampler.state_dict()}
+            tmp = path / "extra.json.tmp"
+            tmp.write_text(json.dumps(extra))
+            tmp.replace(path / "extra.json")
+            for old in sorted(self.root.glob("step-*"))[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        dist.barrier()
+
+    def load(self, path: Path, model, optimizer, scheduler, sampler, rank: int) -> int:
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        dcp.load(state, checkpoint_id=str(path))
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        extra = json.loads((path / "extra.json").read_text())
+        scheduler.load_state_dict(extra["scheduler"])
+        sampler.load_state_dict(extra["data"])
+        rng = path / f"rng-{rank}.pt"
+        if rng.exists():  # absent when resuming on more processes than saved: keep the fresh seed
+            states = torch.load(rng, weights_only=False)
+            torch.set_rng_state(states["cpu"])
+        return extra["step"]
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
+    """Train (or resume) per ``cfg``; returns the step metrics this process logged."""
+    rank, world, device = init_distributed()
+    out = Path(cfg.out_dir)
+    o = cfg.optim
+    per_rank = o.global_batch // world
+    if o.global_batch % world or per_rank % o.micro_batch:
+        raise ValueError(f"optim.global_batch ({o.global_batch}) must split into {world} processes x micro-batches of {o.micro_batch}")
+    accum = per_rank // o.micro_batch
+    manifest = Path(cfg.data.manifest)
+    manifest = manifest / "manifest.json" if manifest.is_dir() else manifest
+    train_streams, val_streams, meta = load_streams(manifest, cfg.data.val_fraction)
+    if cfg.model.vocab_size < meta["tokenizer"]["vocab_size"]:
+        cfg.model.vocab_size = meta["tokenizer"]["vocab_size"]
+    schedule = [(int(s), r) for s, r in cfg.data.schedule] if cfg.data.schedule else None
+    sampler = MixtureSampler(train_streams, cfg.model.seq_len, cfg.data.ratios, schedule)
+
+    torch.manual_seed(o.seed)
+    model = Transformer(cfg.model).to(device)
+    fpt = flops_per_token(model)
+    model = parallelize(model, cfg.parallel, world, device.type)
+    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
+    ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep)
+    start_step = 0
+    if (latest := ckpt.latest()) is not None:
+        start_step = ckpt.load(latest, model, optimizer, scheduler, sampler, rank)
+        if rank == 0:
+            logger.info("resumed from %s at step %d", latest, start_step)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
+    peak = _peak(cfg, device)
+    logged: list[dict] = []
+    bar = tqdm(total=o.steps, initial=start_step, desc="train", disable=not (progress and rank == 0))
+    for step in range(start_step, o.steps):
+        t0 = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        rows = sampler.batch(step, o.global_batch, rank, world).to(device, non_blocking=True)
+        data_time = time.perf_counter() - t0
+        inputs, targets = rows[:, :-1], rows[:, 1:]
+        # every position is a target: the global count is known without a collective
+        global_targets = o.global_batch * cfg.model.seq_len
+        loss_sum = torch.zeros((), device=device)
+        z_sum = torch.zeros((), device=device)
+        model.train()
+        for i in range(accum):
+            sl = slice(i * o.micro_batch, (i + 1) * o.micro_batch)
+            logits = model(inputs[sl])
+            loss, z, _ = lm_loss(logits, targets[sl], o.z_loss, o.label_smoothing)
+            # FSDP averages gradients over processes, so scale by world / global count: the
+            # result is the mean over every target token of the step, however it was split
+            (loss * world / global_targets).backward()
+            loss_sum += loss.detach()
+            z_sum += z.detach()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        totals = torch.stack([loss_sum, z_sum])
+        dist.all_reduce(totals)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        took = time.perf_counter() - t0
+        tokens_per_s = global_targets / took
+        record = {
+            "step": step + 1,
+            "loss": totals[0].item() / global_targets,
+            "z_loss": totals[1].item() / global_targets,
+            "lr": lr,
+            "grad_norm": grad_norm.item(),
+            "tokens_per_s": tokens_per_s,
+            "mfu": fpt * tokens_per_s / (peak * world) if peak else None,
+            "data_time_share": data_time / took,
+            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        }
+        if (step + 1) % cfg.log.val_every == 0 and val_streams:
+            record["val_loss"] = evaluate(model, val_streams, cfg, rank, world, device)
+        if rank == 0 and (step + 1) % cfg.log.every == 0:
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
+        logged.append(record)
+        bar.update(1)
+        if cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0 or step + 1 == o.steps:
+            ckpt.save(step + 1, model, optimizer, scheduler, sampler, rank)
+    bar.close()
+    if metrics_file:
+        metrics_file.close()
+    return logged
+
+
+@torch.no_grad()
+def evaluate(model, streams, cfg: TrainConfig, rank: int, world: int, device) -> float:
+    """Mean loss over a fixed slice of the held-out documents (the same slice every time)."""
+    model.eval()
+    sampler = MixtureSampler(streams, cfg.model.seq_len)
+    total = torch.zeros(2, device=device)
+    for _ in range(cfg.log.val_batches):
+        rows = sampler.batch(0, cfg.optim.micro_batch * world, rank, world).to(device)
+        loss, _, n = lm_loss(model(rows[:, :-1]), rows[:, 1:], 0.0, 0.0)
+        total += torch.stack([loss.detach(), n.float()])
+    dist.all_reduce(total)
+    model.train()
+    return (total[0] / total[1]).item()
