@@ -25,3 +25,15 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mixed_run(tmp_path_factory, ray_local):
+    """A small curation run over real shards, through to token shards (shared by several modules)."""
+    from pipelines.web_corpus import run_web_corpus
+    from tests.test_pipeline import small_config
+
+    tmp = tmp_path_factory.mktemp("mixed")
+    cfg = small_config(tmp, **{"shards.shard_tokens": 20000})
+    stats = run_web_corpus(cfg, progress=False)
+    return cfg, stats, json.loads((cfg.run_dir / "tokens" / "manifest.json").read_text())

@@ -8,20 +8,10 @@ import pytest
 from curation.mixing import mixture_total, plan_domain
 from curation.shards import read_documents
 from pipelines.config import ConfigError, load_config
-from pipelines.web_corpus import run_web_corpus
 from tests.conftest import CORPUS
-from tests.test_pipeline import small_config
 from tokenizer.model import Tokenizer
 from tokenizer.shards import TokenShard, file_sha256, token_dtype
 from tokenizer.train import SentencePieceSettings, train_sentencepiece
-
-
-@pytest.fixture(scope="module")
-def mixed_run(tmp_path_factory, ray_local):
-    tmp = tmp_path_factory.mktemp("mixed")
-    cfg = small_config(tmp, **{"shards.shard_tokens": 20000})
-    stats = run_web_corpus(cfg, progress=False)
-    return cfg, stats, json.loads((cfg.run_dir / "tokens" / "manifest.json").read_text())
 
 
 def test_shards_hold_the_target_ratio_within_half_a_point(mixed_run):
@@ -126,21 +116,22 @@ def test_decode_of_encode_is_the_identity_on_real_multilingual_text(tmp_path):
         assert tok.decode(tok.encode(text)) == text
 
 
-def test_per_domain_shards_keep_each_domain_apart(mixed_run):
+def test_per_domain_shards_keep_each_domain_apart(mixed_run, tmp_path):
     import shutil
 
     from pipelines.inputs import list_shards
     from pipelines.mix import run_mix_and_shards
 
     cfg, _, mixed = mixed_run
-    per_domain = cfg.model_copy(update={"shards": cfg.shards.model_copy(update={"per_domain": True}), "run_name": cfg.run_name})
-    saved = cfg.run_dir.parent / "tokens-mixed"
-    shutil.copytree(cfg.run_dir / "tokens", saved)
-    (cfg.run_dir / "stats" / "mix.json").unlink()
+    copy = tmp_path / "runs" / cfg.run_name
+    shutil.copytree(cfg.run_dir, copy)  # the shared run stays as it is for other tests
+    shutil.rmtree(copy / "tokens")
+    (copy / "stats" / "mix.json").unlink()
+    per_domain = cfg.model_copy(update={"shards": cfg.shards.model_copy(update={"per_domain": True}), "runs_dir": str(tmp_path / "runs")})
     _, manifest = run_mix_and_shards(per_domain, list_shards(per_domain), progress=False)
     assert manifest["per_domain_shards"] is True
     for entry in manifest["shards"]:
         domain = entry["file"].split("/")[0]
         assert set(entry["domains"]) == {domain}
-        assert {TokenShard(cfg.run_dir / "tokens" / entry["file"]).domains[i].as_py() for i in range(entry["documents"])} == {domain}
+        assert {TokenShard(copy / "tokens" / entry["file"]).domains[i].as_py() for i in range(entry["documents"])} == {domain}
     assert manifest["domains"] == mixed["domains"]  # the same documents, only laid out per domain

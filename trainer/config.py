@@ -71,6 +71,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
     out_dir: str = "runs/train"
+    stop_after: int | None = None  # end this invocation after this step (checkpointed); a rerun resumes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,6 +89,36 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _coerce(path: str, current: Any, value: Any) -> Any:
+    """Give ``value`` the type of the field's default, or name the field in the error.
+
+    YAML reads ``3e-3`` as a string (it wants ``3.0e-3``), so numbers are parsed here too.
+    """
+    if value is None or current is None:
+        if isinstance(value, str):
+            try:
+                return float(value) if any(c in value for c in ".eE") else int(value)
+            except ValueError:
+                return value
+        return value
+    kind = type(current)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if kind in (int, float):
+        try:
+            number = kind(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or (kind is int and isinstance(value, float) and value != int(value)):
+            raise ValueError(f"{path}: expected {kind.__name__}, got {value!r}")
+        return number
+    if kind is str and not isinstance(value, str):
+        raise ValueError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
 def _apply(obj: Any, tree: dict, where: str = "") -> None:
     names = {f.name for f in fields(obj)}
     for key, value in tree.items():
@@ -100,7 +131,7 @@ def _apply(obj: Any, tree: dict, where: str = "") -> None:
                 raise ValueError(f"{path} is a section; give a mapping")
             _apply(current, value, f"{path}.")
         else:
-            setattr(obj, key, value)
+            setattr(obj, key, _coerce(path, current, value))
     if hasattr(obj, "__post_init__"):
         obj.__post_init__()
 

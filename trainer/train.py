@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import shutil
-import socket
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -18,57 +14,16 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from tqdm import tqdm
 
-from trainer.config import OptimConfig, TrainConfig
+from trainer.config import TrainConfig
 from trainer.data import MixtureSampler, load_streams
 from trainer.model import Transformer, lm_loss
+from trainer.distributed import init_distributed
+from trainer.optim import lr_lambda, param_groups
 from trainer.parallel import parallelize
 
 logger = logging.getLogger(__name__)
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s per GPU
-
-
-def lr_lambda(cfg: OptimConfig):
-    """Linear warmup, then cosine to ``min_lr_ratio`` (restarting every ``restart_every`` steps)."""
-
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        span = cfg.restart_every or max(1, cfg.steps - cfg.warmup_steps)
-        progress = ((step - cfg.warmup_steps) % span) / span
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Decoupled weight decay on matrices only: not on norms, biases or embeddings."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.dim() < 2 or "embed" in name or "pos." in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def init_distributed() -> tuple[int, int, torch.device]:
-    """Join the torchrun group, or make a group of one (FSDP2 needs a process group either way)."""
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
-    cuda = torch.cuda.is_available()
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
 
 
 def flops_per_token(model: Transformer) -> float:
@@ -215,8 +170,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
         logged.append(record)
         bar.update(1)
-        if cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0 or step + 1 == o.steps:
+        last = step + 1 == o.steps or step + 1 == cfg.stop_after
+        if cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0 or last:
             ckpt.save(step + 1, model, optimizer, scheduler, sampler, rank)
+        if step + 1 == cfg.stop_after:
+            break
     bar.close()
     if metrics_file:
         metrics_file.close()

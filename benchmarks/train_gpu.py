@@ -1,0 +1,175 @@
+"""GPU training throughput: our 124M config beside a nanoGPT-style GPT-2 124M, same shapes, same run.
+
+    python benchmarks/train_gpu.py [--steps 30] [--micro-batch 16] [--skip-ours] [--skip-reference]
+
+Run it on a lent GPU (the device tool). It first measures the bf16 matmul peak of the GPU
+(8192^3 products), then times training steps (forward, backward, AdamW) of
+  - ours: trainer.model.Transformer (RMSNorm, RoPE, SwiGLU, QK-norm, soft-cap, z-loss) under FSDP2
+    with bf16 compute / fp32 reduce and torch.compile per block, as the trainer runs it;
+  - the reference: a nanoGPT-style GPT-2 (LayerNorm, learned positions, GELU MLP, tied head) in
+    bf16 autocast with torch.compile of the whole model, written here after nanoGPT's model.py.
+MFU counts 6N + 12·L·H·Q·T FLOPs per token (N: non-embedding parameters) against both the
+measured matmul peak and the data-sheet peak (989 TFLOP/s dense bf16 for the H100 SXM).
+Random tokens: this measures the step, not the data (the data loader's share is in metrics.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SHAPE = dict(vocab=50304, seq=1024, d=768, layers=12, heads=12)
+
+
+def matmul_peak() -> float:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    return 10 * 2 * 8192**3 / (time.perf_counter() - start)
+
+
+class NanoBlock(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.fc_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.heads = heads
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class NanoGPT(nn.Module):
+    def __init__(self, vocab, seq, d, layers, heads):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(seq, d)
+        self.blocks = nn.ModuleList(NanoBlock(d, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.wte.weight
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def flops_per_token(n_params: int) -> float:
+    s = SHAPE
+    return 6 * n_params + 12 * s["layers"] * s["heads"] * (s["d"] // s["heads"]) * s["seq"]
+
+
+def time_steps(step, steps: int, tokens_per_step: int) -> float:
+    for _ in range(5):  # compile and warm up
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    return steps * tokens_per_step / (time.perf_counter() - start)
+
+
+def bench_reference(micro: int, steps: int) -> tuple[float, int]:
+    torch.manual_seed(0)
+    model = NanoGPT(**SHAPE).cuda()
+    n = sum(p.numel() for p in model.parameters()) - model.wpe.weight.numel() - model.wte.weight.numel()
+    opt = torch.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), fused=True)
+    compiled = torch.compile(model)
+    x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = compiled(x[:, :-1], x[:, 1:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return time_steps(step, steps, micro * SHAPE["seq"]), n
+
+
+def bench_ours(micro: int, steps: int) -> tuple[float, int]:
+    import torch.distributed as dist
+
+    from trainer.config import ParallelConfig
+    from trainer.model import ModelConfig, Transformer, lm_loss
+    from trainer.distributed import init_distributed
+    from trainer.optim import param_groups
+    from trainer.parallel import parallelize
+
+    init_distributed()
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=SHAPE["vocab"], seq_len=SHAPE["seq"], d_model=SHAPE["d"], n_layers=SHAPE["layers"], n_heads=SHAPE["heads"])
+    model = Transformer(cfg).cuda()
+    n = model.num_params()
+    model = parallelize(model, ParallelConfig(sharding="full", mixed_precision="bf16", compile=True), 1, "cuda")
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95), fused=True)
+    x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
+    tokens = micro * SHAPE["seq"]
+
+    def step():
+        loss, _, _ = lm_loss(model(x[:, :-1]), x[:, 1:], 1e-4, 0.0)
+        (loss / tokens).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    rate = time_steps(step, steps, tokens)
+    dist.destroy_process_group()
+    return rate, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--micro-batch", type=int, default=16)
+    parser.add_argument("--skip-ours", action="store_true")
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    name = torch.cuda.get_device_name()
+    peak = matmul_peak()
+    sheet = 989e12 if "H100" in name or "H200" in name else float("nan")
+    print(f"device: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}; measured bf16 matmul peak {peak / 1e12:.0f} TFLOP/s (data sheet {sheet / 1e12:.0f})")
+    print(f"shape: GPT-2 124M (d {SHAPE['d']}, {SHAPE['layers']} layers, {SHAPE['heads']} heads, seq {SHAPE['seq']}), micro-batch {args.micro_batch}, {args.steps} timed steps\n")
+    rows = []
+    if not args.skip_reference:
+        rows.append(("nanoGPT-style GPT-2 (compile, bf16 autocast)", *bench_reference(args.micro_batch, args.steps)))
+        torch.cuda.empty_cache()
+    if not args.skip_ours:
+        rows.append(("ours: FSDP2 bf16/fp32, compile per block", *bench_ours(args.micro_batch, args.steps)))
+    print(f"{'model':<48}{'params':>8}{'tokens/s':>11}{'TFLOP/s':>9}{'MFU meas.':>11}{'MFU sheet':>11}")
+    for label, rate, n in rows:
+        achieved = rate * flops_per_token(n)
+        print(f"{label:<48}{n / 1e6:>7.0f}M{rate:>11.0f}{achieved / 1e12:>9.0f}{achieved / peak:>10.1%}{achieved / sheet:>10.1%}")
+    if len(rows) == 2:
+        print(f"\nours / reference tokens/s: {rows[1][1] / rows[0][1]:.2f}x; MFU ours {rows[1][1] * flops_per_token(rows[1][2]) / peak:.1%} vs reference {rows[0][1] * flops_per_token(rows[0][2]) / peak:.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The FSDP2 trainer on the CPU (gloo), on token shards curated from the bundled corpus."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from tokenizer.shards import TokenShard
+from trainer.model import Attention, ModelConfig, Transformer, lm_loss
+
+TINY = [
+    "model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.seq_len=64",
+    "optim.global_batch=16", "optim.micro_batch=4", "optim.lr=3e-3", "optim.warmup_steps=5",
+    "parallel.mixed_precision=fp32", "log.val_every=1000", "checkpoint.every=0",
+]
+
+
+def train_cli(data, out, *overrides, nproc: int = 1):
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_port=0"] if nproc > 1 else [sys.executable]
+    cmd = [*launcher, "-m", "trainer", "--data", str(data), "--out", str(out), "--no-progress", *TINY, *overrides]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(max(1, 2 // nproc))}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tokens(mixed_run):
+    cfg, _, _ = mixed_run
+    return cfg.run_dir / "tokens"
+
+
+def unigram_entropy(tokens_dir) -> float:
+    manifest = json.loads((tokens_dir / "manifest.json").read_text())
+    counts = np.zeros(manifest["tokenizer"]["vocab_size"], dtype=np.int64)
+    for entry in manifest["shards"]:
+        counts += np.bincount(TokenShard(tokens_dir / entry["file"]).tokens, minlength=len(counts))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_below_the_unigram_entropy(tokens, tmp_path):
+    metrics = train_cli(tokens, tmp_path / "run", "optim.steps=200", "optim.lr=1e-2", "log.val_every=200")
+    entropy = unigram_entropy(tokens)  # what a model that ignores context can reach at best
+    final = np.mean([m["loss"] for m in metrics[-10:]])
+    assert metrics[0]["loss"] > entropy  # starts near log(vocab)
+    assert final < entropy - 0.4, (final, entropy)
+    assert metrics[-1]["val_loss"] < entropy
+    assert all(m["z_loss"] > 0 and m["grad_norm"] > 0 and m["data_time_share"] < 0.05 for m in metrics)
+    lrs = [m["lr"] for m in metrics]
+    assert lrs[4] == pytest.approx(1e-2) and lrs[-1] < 0.2 * 1e-2  # warmup, then cosine to the floor
+
+
+@pytest.mark.slow
+def test_two_process_fsdp_matches_one_process(tokens, tmp_path):
+    one = train_cli(tokens, tmp_path / "one", "optim.steps=8")
+    two = train_cli(tokens, tmp_path / "two", "optim.steps=8", nproc=2)
+    for a, b in zip(one, two):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-4), (a["step"], a["loss"], b["loss"])
+
+
+@pytest.mark.slow
+def test_stopped_and_resumed_run_matches_an_unstopped_one(tokens, tmp_path):
+    straight = train_cli(tokens, tmp_path / "straight", "optim.steps=10")
+    train_cli(tokens, tmp_path / "resumed", "optim.steps=10", "stop_after=5")
+    resumed = train_cli(tokens, tmp_path / "resumed", "optim.steps=10")
+    assert [m["step"] for m in resumed] == list(range(1, 11))
+    for a, b in zip(straight, resumed):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6), a["step"]
+    # and on another number of processes: the token stream continues where it stopped
+    train_cli(tokens, tmp_path / "rescaled", "optim.steps=10", "stop_after=5", nproc=2)
+    rescaled = train_cli(tokens, tmp_path / "rescaled", "optim.steps=10")
+    for a, b in zip(straight[5:], rescaled[5:]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-4), a["step"]
+
+
+def test_soft_capped_logits_stay_within_the_cap():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=300, seq_len=16, d_model=32, n_layers=1, n_heads=2, logit_softcap=5.0))
+    with torch.no_grad():
+        model.head.weight.mul_(1000)
+    logits = model(torch.randint(0, 300, (2, 16)))
+    assert logits.abs().max() <= 5.0 and logits.abs().max() > 4.9
+
+
+def test_qk_norm_makes_attention_blind_to_the_scale_of_queries_and_keys():
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=100, seq_len=8, d_model=32, n_layers=1, n_heads=2, qk_norm=True)
+    attn = Attention(cfg)
+    x = torch.randn(2, 8, 32)
+    before = attn(x, None)
+    with torch.no_grad():
+        attn.qkv.weight[: 2 * cfg.d_model].mul_(100)  # queries and keys 100x larger
+    assert torch.allclose(attn(x, None), before, atol=1e-5)
+    plain = Attention(ModelConfig(vocab_size=100, seq_len=8, d_model=32, n_layers=1, n_heads=2, qk_norm=False))
+    plain.load_state_dict({k: v for k, v in attn.state_dict().items() if "norm" not in k}, strict=False)
+    assert not torch.allclose(plain(x, None), before, atol=1e-3)
+
+
+def test_z_loss_is_reported_and_lowers_log_z():
+    torch.manual_seed(0)
+    targets = torch.randint(0, 50, (4, 16))
+
+    def final_log_z(coefficient: float) -> float:
+        logits = torch.zeros(4, 16, 50, requires_grad=True)
+        opt = torch.optim.SGD([logits], lr=1.0)
+        for _ in range(50):
+            loss, z, n = lm_loss(logits, targets, coefficient, 0.0)
+            opt.zero_grad()
+            (loss / n).backward()
+            opt.step()
+        return math.sqrt(z.item() / n.item())
+
+    assert final_log_z(0.1) < 0.5 * final_log_z(0.0)
