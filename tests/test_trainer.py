@@ -22,7 +22,7 @@ TINY = [
 
 
 def train_cli(data, out, *overrides, nproc: int = 1):
-    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_port=0"] if nproc > 1 else [sys.executable]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
     cmd = [*launcher, "-m", "trainer", "--data", str(data), "--out", str(out), "--no-progress", *TINY, *overrides]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(max(1, 2 // nproc))}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
@@ -85,7 +85,7 @@ def test_soft_capped_logits_stay_within_the_cap():
     torch.manual_seed(0)
     model = Transformer(ModelConfig(vocab_size=300, seq_len=16, d_model=32, n_layers=1, n_heads=2, logit_softcap=5.0))
     with torch.no_grad():
-        model.head.weight.mul_(1000)
+        model.output.head.weight.mul_(1000)
     logits = model(torch.randint(0, 300, (2, 16)))
     assert logits.abs().max() <= 5.0 and logits.abs().max() > 4.9
 

@@ -119,6 +119,22 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
+class OutputHead(nn.Module):
+    """Final norm, projection to the vocabulary, and tanh soft-capping of the logits."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = make_norm(cfg, cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.softcap = cfg.logit_softcap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.norm(x))
+        if self.softcap:  # keeps every logit within (-cap, cap): no runaway logits late in training
+            logits = self.softcap * torch.tanh(logits / self.softcap)
+        return logits
+
+
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -126,10 +142,9 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.seq_len, cfg.d_model) if cfg.positions == "learned" else None
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.norm = make_norm(cfg, cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.output = OutputHead(cfg)
         if cfg.tie_embeddings:
-            self.head.weight = self.embed.weight
+            self.output.head.weight = self.embed.weight
         cos, sin = rope_tables(cfg.seq_len, cfg.head_dim, cfg.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -151,14 +166,11 @@ class Transformer(nn.Module):
         rope = (self.rope_cos, self.rope_sin) if self.pos is None else None
         for layer in self.layers:
             x = layer(x, rope)
-        logits = self.head(self.norm(x))
-        if self.cfg.logit_softcap:
-            logits = self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
-        return logits
+        return self.output(x)
 
     def num_params(self, exclude_embeddings: bool = True) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        if exclude_embeddings:
+        n = sum(p.numel() for p in self.parameters())  # a tied weight is counted once
+        if exclude_embeddings and not self.cfg.tie_embeddings:  # tied: it is also the output head, which counts
             n -= self.embed.weight.numel()
             if self.pos is not None:
                 n -= self.pos.weight.numel()

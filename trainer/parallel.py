@@ -29,6 +29,7 @@ def parallelize(model: Transformer, cfg: ParallelConfig, world: int, device_type
     if cfg.compile:
         for i, layer in enumerate(model.layers):
             model.layers[i] = torch.compile(layer)
+        model.output = torch.compile(model.output)
     mp = MixedPrecisionPolicy(
         param_dtype=torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32, reduce_dtype=torch.float32
     )

@@ -105,6 +105,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     model = parallelize(model, cfg.parallel, world, device.type)
     optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
+    # compiled, the loss fuses the fp32 upcast, logsumexp and cross-entropy over the vocabulary
+    loss_fn = torch.compile(lm_loss) if cfg.parallel.compile else lm_loss
     ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep)
     start_step = 0
     if (latest := ckpt.latest()) is not None:
@@ -133,7 +135,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
         for i in range(accum):
             sl = slice(i * o.micro_batch, (i + 1) * o.micro_batch)
             logits = model(inputs[sl])
-            loss, z, _ = lm_loss(logits, targets[sl], o.z_loss, o.label_smoothing)
+            loss, z, _ = loss_fn(logits, targets[sl], o.z_loss, o.label_smoothing)
             # FSDP averages gradients over processes, so scale by world / global count: the
             # result is the mean over every target token of the step, however it was split
             (loss * world / global_targets).backward()
