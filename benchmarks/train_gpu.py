@@ -146,12 +146,41 @@ def bench_ours(micro: int, steps: int) -> tuple[float, int]:
     return rate, n
 
 
+def bench_ours_plain(micro: int, steps: int, softcap: float | None, z_loss: float) -> tuple[float, int]:
+    """Our model without FSDP: bf16 autocast and one compiled graph for model and loss, like the reference."""
+    from trainer.model import ModelConfig, Transformer, lm_loss
+    from trainer.optim import param_groups
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=SHAPE["vocab"], seq_len=SHAPE["seq"], d_model=SHAPE["d"], n_layers=SHAPE["layers"], n_heads=SHAPE["heads"], logit_softcap=softcap)
+    model = Transformer(cfg).cuda()
+    n = model.num_params()
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95), fused=True)
+    x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
+    tokens = micro * SHAPE["seq"]
+
+    @torch.compile
+    def loss_of(inputs, targets):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(inputs)
+        return lm_loss(logits, targets, z_loss, 0.0)[0] / tokens
+
+    def step():
+        loss_of(x[:, :-1], x[:, 1:]).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return time_steps(step, steps, tokens), n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--micro-batch", type=int, default=16)
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--plain", action="store_true", help="also our model without FSDP (one compiled graph), with and without soft-cap/z-loss")
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name()
@@ -165,11 +194,16 @@ def main() -> None:
         torch.cuda.empty_cache()
     if not args.skip_ours:
         rows.append(("ours: FSDP2 bf16/fp32, compile per block", *bench_ours(args.micro_batch, args.steps)))
+        torch.cuda.empty_cache()
+    if args.plain:
+        rows.append(("ours without FSDP, one compiled graph", *bench_ours_plain(args.micro_batch, args.steps, 30.0, 1e-4)))
+        torch.cuda.empty_cache()
+        rows.append(("  same, no soft-cap, no z-loss", *bench_ours_plain(args.micro_batch, args.steps, None, 0.0)))
     print(f"{'model':<48}{'params':>8}{'tokens/s':>11}{'TFLOP/s':>9}{'MFU meas.':>11}{'MFU sheet':>11}")
     for label, rate, n in rows:
         achieved = rate * flops_per_token(n)
         print(f"{label:<48}{n / 1e6:>7.0f}M{rate:>11.0f}{achieved / 1e12:>9.0f}{achieved / peak:>10.1%}{achieved / sheet:>10.1%}")
-    if len(rows) == 2:
+    if len(rows) >= 2:
         print(f"\nours / reference tokens/s: {rows[1][1] / rows[0][1]:.2f}x; MFU ours {rows[1][1] * flops_per_token(rows[1][2]) / peak:.1%} vs reference {rows[0][1] * flops_per_token(rows[0][2]) / peak:.1%}")
 
 
