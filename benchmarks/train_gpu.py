@@ -115,27 +115,29 @@ def bench_reference(micro: int, steps: int) -> tuple[float, int]:
 
 
 def bench_ours(micro: int, steps: int) -> tuple[float, int]:
+    """Our model through the trainer's own code path (parallelize + forward_loss), 124M preset."""
     import torch.distributed as dist
 
-    from trainer.config import ParallelConfig
-    from trainer.model import ModelConfig, Transformer, lm_loss
+    from trainer.config import load_train_config
     from trainer.distributed import init_distributed
+    from trainer.model import Transformer
     from trainer.optim import param_groups
     from trainer.parallel import parallelize
+    from trainer.train import forward_loss
 
-    init_distributed()
+    _, world, device = init_distributed()
+    cfg = load_train_config("124m", overrides=[f"optim.micro_batch={micro}"])
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=SHAPE["vocab"], seq_len=SHAPE["seq"], d_model=SHAPE["d"], n_layers=SHAPE["layers"], n_heads=SHAPE["heads"])
-    model = Transformer(cfg).cuda()
+    model = Transformer(cfg.model).cuda()
     n = model.num_params()
-    model = parallelize(model, ParallelConfig(sharding="full", mixed_precision="bf16", compile=True), 1, "cuda")
+    model = parallelize(model, cfg.parallel, world, "cuda")
+    step_loss = forward_loss(model, cfg, world, device)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95), fused=True)
     x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
     tokens = micro * SHAPE["seq"]
-    loss_fn = torch.compile(lm_loss)
 
     def step():
-        loss, _, _ = loss_fn(model(x[:, :-1]), x[:, 1:], 1e-4, 0.0)
+        loss, _, _ = step_loss(x[:, :-1], x[:, 1:])
         (loss / tokens).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -193,7 +195,7 @@ def main() -> None:
         rows.append(("nanoGPT-style GPT-2 (compile, bf16 autocast)", *bench_reference(args.micro_batch, args.steps)))
         torch.cuda.empty_cache()
     if not args.skip_ours:
-        rows.append(("ours: FSDP2 bf16/fp32, compile per block", *bench_ours(args.micro_batch, args.steps)))
+        rows.append(("ours: the trainer's step (124m preset)", *bench_ours(args.micro_batch, args.steps)))
         torch.cuda.empty_cache()
     if args.plain:
         rows.append(("ours without FSDP, one compiled graph", *bench_ours_plain(args.micro_batch, args.steps, 30.0, 1e-4)))

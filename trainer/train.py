@@ -26,6 +26,23 @@ logger = logging.getLogger(__name__)
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s per GPU
 
 
+def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device):
+    """(inputs, targets) -> (loss sum, z sum, target count), compiled when configured.
+
+    Under FSDP2 the blocks are compiled one by one and bf16 comes from its MixedPrecisionPolicy;
+    in a single process the model and the loss are one compiled graph under bf16 autocast.
+    """
+    o = cfg.optim
+    autocast = world == 1 and cfg.parallel.mixed_precision == "bf16"
+
+    def step(inputs, targets):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(inputs)
+        return lm_loss(logits, targets, o.z_loss, o.label_smoothing)
+
+    return torch.compile(step) if cfg.parallel.compile else step
+
+
 def flops_per_token(model: Transformer) -> float:
     """6N + 12 L H Q T: weights (forward + backward) plus attention scores, per token."""
     c = model.cfg
@@ -105,8 +122,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     model = parallelize(model, cfg.parallel, world, device.type)
     optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
-    # compiled, the loss fuses the fp32 upcast, logsumexp and cross-entropy over the vocabulary
-    loss_fn = torch.compile(lm_loss) if cfg.parallel.compile else lm_loss
+    loss_fn = forward_loss(model, cfg, world, device)
     ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep)
     start_step = 0
     if (latest := ckpt.latest()) is not None:
@@ -134,8 +150,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
         model.train()
         for i in range(accum):
             sl = slice(i * o.micro_batch, (i + 1) * o.micro_batch)
-            logits = model(inputs[sl])
-            loss, z, _ = loss_fn(logits, targets[sl], o.z_loss, o.label_smoothing)
+            loss, z, _ = loss_fn(inputs[sl], targets[sl])
             # FSDP averages gradients over processes, so scale by world / global count: the
             # result is the mean over every target token of the step, however it was split
             (loss * world / global_targets).backward()
