@@ -124,3 +124,67 @@ def test_z_loss_is_reported_and_lowers_log_z():
     log_z_reg, ce_reg = train(0.1)
     assert log_z_plain > 8.5 and log_z_reg < log_z_plain - 2  # z-loss pulls log Z towards 0
     assert ce_reg < 1.0  # while it still fits the targets (from about 4 nats)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sharding", ["grad_op", "replicate", "hybrid"])
+def test_every_sharding_strategy_trains_the_same_model(tokens, tmp_path, sharding):
+    full = train_cli(tokens, tmp_path / "full", "optim.steps=4", nproc=2)
+    other = train_cli(tokens, tmp_path / sharding, "optim.steps=4", f"parallel.sharding={sharding}", "parallel.hybrid_shard_size=2", nproc=2)
+    for a, b in zip(full, other):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-4)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"norm": "layernorm", "positions": "learned", "mlp": "gelu", "qk_norm": False, "logit_softcap": None, "tie_embeddings": True},
+        {"dropout": 0.1, "depth_scaled_init": False},
+    ],
+)
+def test_recipe_switches_build_and_train(variant):
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=200, seq_len=16, d_model=32, n_layers=2, n_heads=2, **variant))
+    x = torch.randint(0, 200, (2, 17))
+    loss, _, n = lm_loss(model(x[:, :-1]), x[:, 1:], 1e-4, 0.1)
+    (loss / n).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    if variant.get("tie_embeddings"):
+        assert model.output.head.weight is model.embed.weight
+
+
+def test_swiglu_hidden_is_eight_thirds_rounded_to_64():
+    assert ModelConfig(d_model=768).mlp_hidden == 2048
+    assert ModelConfig(d_model=1024, n_heads=16).mlp_hidden == 2752
+
+
+def test_schedule_warms_up_then_decays_and_restarts():
+    from trainer.config import OptimConfig
+    from trainer.optim import lr_lambda
+
+    f = lr_lambda(OptimConfig(steps=110, warmup_steps=10, min_lr_ratio=0.1))
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(109) == pytest.approx(0.1, abs=1e-3)
+    sgdr = lr_lambda(OptimConfig(steps=110, warmup_steps=10, restart_every=50))
+    assert sgdr(59) < 0.2 and sgdr(60) == pytest.approx(1.0)
+
+
+def test_mixture_sampler_holds_ratios_and_does_not_depend_on_world_size(tokens):
+    from trainer.data import MixtureSampler, load_streams
+
+    streams, _, _ = load_streams(tokens / "manifest.json", 0.05)
+    sampler = MixtureSampler(streams, 32, {"finance": 0.25, "general": 0.75})
+    rows = [sampler.batch(step, 8, 0, 1) for step in range(25)]
+    assert sampler.state.counts == {"finance": 50, "general": 150}
+    assert sampler.state.positions["finance"] == 50 * 32  # position kept in tokens
+    two = [MixtureSampler(streams, 32, {"finance": 0.25, "general": 0.75}) for _ in range(2)]
+    for step in range(25):
+        halves = [s.batch(step, 8, r, 2) for r, s in enumerate(two)]
+        merged = torch.stack([halves[i % 2][i // 2] for i in range(8)])
+        assert torch.equal(merged, rows[step])
+    scheduled = MixtureSampler(streams, 32, schedule=[(0, {"finance": 1.0, "general": 0.0}), (10, {"finance": 0.0, "general": 1.0})])
+    for step in range(20):
+        scheduled.batch(step, 4, 0, 1)
+    assert scheduled.ratios_at(5) == pytest.approx({"finance": 0.5, "general": 0.5})
+    # finance was due 4 x (1 - step/10) sequences at steps 0..9 (22 in all) and none after
+    assert abs(scheduled.state.counts["finance"] - 22) <= 1 and scheduled.state.counts["general"] == 80 - scheduled.state.counts["finance"]

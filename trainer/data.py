@@ -2,8 +2,9 @@
 
 Each domain's documents (EOS already appended by the curation run) are concatenated into one
 stream; a sequence is the next ``seq_len + 1`` tokens of a stream. A deterministic deficit
-round-robin picks, for every global sequence, the domain furthest behind its target share, so
-static ratios and ratio schedules both hold exactly in sequences. The position is kept in tokens
+round-robin picks, for every global sequence, the domain furthest behind the share it was due
+(summed over every draw at the ratio of its step), so static ratios and ratio schedules both hold
+to within one sequence. The position is kept in tokens
 consumed per domain and in sequences drawn overall, never in per-rank iterator state: the same
 global stream continues whatever the number of processes, and rank r of w takes the global
 sequences r, r + w, r + 2w, ...
@@ -69,6 +70,7 @@ class MixtureState:
     sequences: int = 0
     positions: dict[str, int] = field(default_factory=dict)  # tokens consumed per domain
     counts: dict[str, int] = field(default_factory=dict)  # sequences drawn per domain
+    expected: dict[str, float] = field(default_factory=dict)  # sequences each domain was due, summed over draws
 
 
 class MixtureSampler:
@@ -84,7 +86,7 @@ class MixtureSampler:
         if unknown:
             raise ValueError(f"data.ratios names domains the shards do not hold: {sorted(unknown)}")
         self.schedule = sorted(schedule or [(0, base)])
-        self.state = MixtureState(positions={d: 0 for d in streams}, counts={d: 0 for d in streams})
+        self.state = MixtureState(positions={d: 0 for d in streams}, counts={d: 0 for d in streams}, expected={d: 0.0 for d in streams})
 
     def ratios_at(self, step: int) -> dict[str, float]:
         """Linear interpolation between scheduled (step, ratios) points."""
@@ -100,8 +102,9 @@ class MixtureSampler:
     def next_sequence(self, step: int) -> np.ndarray:
         ratios = self.ratios_at(step)
         total = sum(ratios.values())
-        n = self.state.sequences + 1
-        domain = max(sorted(self.streams), key=lambda d: ratios.get(d, 0) / total * n - self.state.counts[d])
+        for d in self.streams:  # each draw owes every domain its share at this step
+            self.state.expected[d] += ratios.get(d, 0) / total
+        domain = max(sorted(self.streams), key=lambda d: self.state.expected[d] - self.state.counts[d])
         seq = self.streams[domain].take(self.state.positions[domain], self.seq_len + 1)
         self.state.positions[domain] += self.seq_len
         self.state.counts[domain] += 1
@@ -114,7 +117,8 @@ class MixtureSampler:
         return torch.from_numpy(np.stack(rows[rank::world]))
 
     def state_dict(self) -> dict:
-        return {"sequences": self.state.sequences, "positions": dict(self.state.positions), "counts": dict(self.state.counts)}
+        s = self.state
+        return {"sequences": s.sequences, "positions": dict(s.positions), "counts": dict(s.counts), "expected": dict(s.expected)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = MixtureState(state["sequences"], dict(state["positions"]), dict(state["counts"]))
+        self.state = MixtureState(state["sequences"], dict(state["positions"]), dict(state["counts"]), dict(state["expected"]))
