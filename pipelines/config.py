@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,9 @@ class DedupConfig(Strict):
     num_perm: int = Field(128, ge=8, le=1024)
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity at which documents are duplicates")
     verify: bool = Field(True, description="keep an LSH candidate pair only if its signatures agree on >= threshold")
+    verify_margin: float | None = Field(
+        None, ge=0, lt=1, description="accept signature agreement this far below threshold; default: one standard error of the estimate there"
+    )
     candidate_threshold: float | None = Field(
         None, gt=0, lt=1, description="similarity the LSH bands aim at; default: threshold - 0.15 with verify, else threshold"
     )
@@ -138,6 +142,11 @@ class DedupConfig(Strict):
     def _resolve_bands(self) -> DedupConfig:
         if (self.bands is None) != (self.rows is None):
             raise ValueError("set both dedup.bands and dedup.rows, or neither")
+        if self.verify_margin is None:
+            # the agreement of 128 minima estimates J with standard error sqrt(J(1-J)/num_perm):
+            # a hard cut at the threshold would miss half of the pairs that sit right on it
+            margin = round(math.sqrt(self.threshold * (1 - self.threshold) / self.num_perm), 4)
+            object.__setattr__(self, "verify_margin", margin)
         if self.candidate_threshold is None:
             candidate = max(0.05, round(self.threshold - 0.15, 4)) if self.verify else self.threshold
             object.__setattr__(self, "candidate_threshold", candidate)

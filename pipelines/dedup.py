@@ -388,7 +388,7 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
     if d.verify:
         run_tasks(attach_source_signatures, [(work, k, n_parts, d.num_perm) for k in range(n_parts)], "dedup: verify (1/2)", progress)
         verified = run_tasks(
-            verify_candidates, [(work, k, n_parts, d.num_perm, d.threshold) for k in range(n_parts)], "dedup: verify (2/2)", progress
+            verify_candidates, [(work, k, n_parts, d.num_perm, d.threshold - d.verify_margin) for k in range(n_parts)], "dedup: verify (2/2)", progress
         )
         n_edges = sum(v[1] for v in verified)
     last, step, rounds = None, "round000-large", 0
@@ -417,6 +417,7 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         "similar_pairs": int(n_edges),
         "verified": d.verify,
         "candidate_threshold": d.candidate_threshold,
+        "verify_margin": d.verify_margin,
         "star_rounds": rounds,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "bands": cfg.dedup.bands,
