@@ -16,8 +16,6 @@ Random tokens: this measures the step, not the data (the data loader's share is 
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 import time
 from pathlib import Path

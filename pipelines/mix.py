@@ -28,7 +28,6 @@ import pyarrow.parquet as pq
 from curation.document import stable_hash
 from curation.mixing import mixture_total, plan_domain
 from curation.shards import read_documents, rejected_writer
-from curation.stage import TextMeasure
 from curation.stats import StageStats
 from pipelines.config import WebCorpusConfig
 from pipelines.inputs import Shard

@@ -70,48 +70,71 @@ def ensure_tokenizer(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], pro
 
 
 def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) a curation run and return its funnel, also written to ``stats.json``."""
+    """Run (or resume) a curation run and return its funnel, also written to ``stats.json``.
+
+    A run that fails still writes ``stats.json``, with ``status: failed``, the error, and the
+    funnel of the shards it completed.
+    """
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
     shards = list_shards(cfg)
     if cfg.dedup.enabled:
         previous_index_files(cfg)  # a bad earlier index fails the run now, not after curation
     run.prepare(cfg, overwrite=overwrite)
-    with ray_session(cfg.ray):
-        tokenizer = ensure_tokenizer(cfg, run, shards, progress)
-        todo = [s for s in shards if not run.shard_stats("curate", s.name).exists()]
-        if len(todo) < len(shards):
-            logger.info("resuming: %d of %d shards already complete", len(shards) - len(todo), len(shards))
-        run_tasks(curate_shard, [(cfg, s) for s in todo], "curate", progress)
-        dedup = run_dedup(cfg, shards, progress) if cfg.dedup.enabled else None
-        mix_stats, manifest = run_mix_and_shards(cfg, shards, progress) if cfg.shards.enabled else (None, None)
-    phases = ["curate"] + (["dedup"] if dedup else [])
-    payloads = [json.loads(run.shard_stats(p, s.name).read_text()) for p in phases for s in shards]
+    done: dict = {"tokenizer": None, "dedup": None, "mix_stats": None, "manifest": None}
+    try:
+        with ray_session(cfg.ray):
+            done["tokenizer"] = ensure_tokenizer(cfg, run, shards, progress)
+            todo = [s for s in shards if not run.shard_stats("curate", s.name).exists()]
+            if len(todo) < len(shards):
+                logger.info("resuming: %d of %d shards already complete", len(shards) - len(todo), len(shards))
+            run_tasks(curate_shard, [(cfg, s) for s in todo], "curate", progress)
+            if cfg.dedup.enabled:
+                done["dedup"] = run_dedup(cfg, shards, progress)
+            if cfg.shards.enabled:
+                done["mix_stats"], done["manifest"] = run_mix_and_shards(cfg, shards, progress)
+    except Exception as exc:
+        write_funnel(cfg, run, shards, start, **done, error=f"{type(exc).__name__}: {exc}")
+        raise
+    stats = write_funnel(cfg, run, shards, start, **done)
+    if stats["invariant_violations"]:
+        raise RuntimeError(f"funnel does not balance: {stats['invariant_violations']}")
+    return stats
+
+
+def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer, dedup, mix_stats, manifest, error: str | None = None) -> dict:
+    """Merge the per-shard funnels that exist into ``stats.json`` (all of them unless the run failed)."""
+    payloads = [
+        json.loads(path.read_text())
+        for phase in ("curate", "dedup")
+        for s in shards
+        if (path := run.shard_stats(phase, s.name)).exists()
+    ]
     if mix_stats is not None:
         payloads.append({"wall_time_s": mix_stats.wall_time_s, "stages": [mix_stats.to_dict()]})
     stages = merge_shard_stats(payloads, stage_names(cfg))
     if dedup:  # the stage's own time is only its last step; the phase's wall time says what it cost
         next(s for s in stages if s.name == "dedup").wall_time_s = dedup["wall_time_s"]
-    violations = [v for s in stages for v in s.invariant_violations()]
     stats = {
         "run": cfg.run_name,
+        "status": "failed" if error else "complete",
+        "error": error,
         "config_fingerprint": cfg.fingerprint(),
-        "tokenizer": {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
+        "tokenizer": tokenizer and {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
         "token_basis": "tokens of the document text entering each stage (raw record bytes for `read`), "
         "counted exactly with the run's tokenizer, EOS not included",
         "shards": len(shards),
+        "completed_shards": {p: sum(run.shard_stats(p, s.name).exists() for s in shards) for p in ("curate", "dedup")},
         "stages": [s.to_dict() for s in stages],
         "retention": retention(stages, manifest),
         "mix": manifest and {d: {k: v[k] for k in ("target_share", "achieved_share", "epochs", "tokens")} for d, v in manifest["domains"].items()},
         "dedup": dedup,
         "output": "tokens" if manifest else "deduped" if dedup else "filtered",
-        "invariant_violations": violations,
+        "invariant_violations": [v for s in stages for v in s.invariant_violations()],
         "shard_time_s": round(sum(p["wall_time_s"] for p in payloads), 3),
         "wall_time_s": round(time.perf_counter() - start, 3),
     }
     atomic_write_json(run.stats, stats)
-    if violations:
-        raise RuntimeError(f"funnel does not balance: {violations}")
     return stats
 
 

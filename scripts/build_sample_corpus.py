@@ -34,7 +34,6 @@ import html
 import io
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess

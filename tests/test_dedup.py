@@ -172,6 +172,13 @@ def test_a_new_run_drops_duplicates_of_an_earlier_runs_corpus(dedup_run, tmp_pat
     assert len(seen_before) >= 50
     for url in seen_before:
         assert url in removed and removed[url]["duplicate_of"].startswith("dedup:"), url
+    # with mixing on, nothing is left to mix: the run fails by name and still leaves its funnel
+    mixing = load_config(path, ["mix.enabled=true", "shards.enabled=true", "run_name=mixing"])
+    with pytest.raises(RuntimeError, match="no curated tokens left"):
+        run_web_corpus(mixing, progress=False)
+    partial = json.loads((mixing.run_dir / "stats.json").read_text())
+    assert partial["status"] == "failed" and "no curated tokens left" in partial["error"]
+    assert partial["completed_shards"] == {"curate": 1, "dedup": 1} and partial["invariant_violations"] == []
     # a mismatched index is refused by name before any work is done
     bad = load_config(path, ["dedup.threshold=0.5", "run_name=bad"])
     with pytest.raises(Exception, match=r"dedup\.previous_indexes\.0"):

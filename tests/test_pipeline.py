@@ -2,7 +2,6 @@
 
 import gzip
 import json
-import shutil
 
 import pyarrow.parquet as pq
 import pytest

@@ -188,3 +188,11 @@ def test_mixture_sampler_holds_ratios_and_does_not_depend_on_world_size(tokens):
     assert scheduled.ratios_at(5) == pytest.approx({"finance": 0.5, "general": 0.5})
     # finance was due 4 x (1 - step/10) sequences at steps 0..9 (22 in all) and none after
     assert abs(scheduled.state.counts["finance"] - 22) <= 1 and scheduled.state.counts["general"] == 80 - scheduled.state.counts["finance"]
+
+
+@pytest.mark.slow
+def test_activation_checkpointing_changes_memory_not_results(tokens, tmp_path):
+    plain = train_cli(tokens, tmp_path / "plain", "optim.steps=3")
+    checkpointed = train_cli(tokens, tmp_path / "ac", "optim.steps=3", "parallel.activation_checkpointing=true")
+    for a, b in zip(plain, checkpointed):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6)
