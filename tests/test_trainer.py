@@ -196,3 +196,17 @@ def test_activation_checkpointing_changes_memory_not_results(tokens, tmp_path):
     checkpointed = train_cli(tokens, tmp_path / "ac", "optim.steps=3", "parallel.activation_checkpointing=true")
     for a, b in zip(plain, checkpointed):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_loss_equals_torch_cross_entropy_plus_z_loss(smoothing):
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 40) * 3
+    targets = torch.randint(0, 40, (3, 7))
+    targets[0, 0] = -100  # ignored
+    loss, z, n = lm_loss(logits, targets, 1e-3, smoothing)
+    reference = torch.nn.functional.cross_entropy(logits.view(-1, 40), targets.view(-1), reduction="sum", label_smoothing=smoothing)
+    log_z = torch.logsumexp(logits.view(-1, 40), dim=-1)[targets.view(-1) != -100]
+    assert n == 20
+    assert torch.allclose(z, (log_z**2).sum())
+    assert torch.allclose(loss, reference + 1e-3 * z, rtol=1e-5)
