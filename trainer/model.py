@@ -183,19 +183,12 @@ def lm_loss(
     """(summed cross-entropy + z-loss, summed z term, count of target tokens).
 
     Sums, not means: the trainer divides by the global count of target tokens, so gradient
-    accumulation and data parallelism weigh every token the same. Cross-entropy is written as
-    log Z - logit[target] so that it and the z-loss share one logsumexp over the vocabulary (one
-    pass less over the largest tensor of the step); with label smoothing e it is
-    (1 - e)(log Z - logit[target]) + e(log Z - mean logit), as ``F.cross_entropy`` defines it.
+    accumulation and data parallelism weigh every token the same.
     """
     logits = logits.float().reshape(-1, logits.shape[-1])
     targets = targets.reshape(-1)
     mask = targets != ignore_index
+    ce = F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction="sum", label_smoothing=label_smoothing)
     log_z = torch.logsumexp(logits, dim=-1)
-    target_logit = logits.gather(1, targets.clamp(min=0).unsqueeze(1)).squeeze(1)
-    nll = log_z - target_logit
-    if label_smoothing:
-        nll = (1 - label_smoothing) * nll + label_smoothing * (log_z - logits.mean(dim=-1))
-    ce = (nll * mask).sum()
     z = (log_z.pow(2) * mask).sum()
     return ce + z_loss * z, z, mask.sum()
