@@ -200,7 +200,7 @@ def run_datatrove(docs: list[str], workdir: Path, cpus: int) -> tuple[float, int
     bands, rows = lsh_bands(0.65, 128)  # the same LSH geometry as ours by default
     config = MinhashConfig(n_grams=5, num_buckets=bands, hashes_per_bucket=rows, hash_config=HashConfig(precision=32))
     out = workdir / "dt"
-    common = dict(workers=cpus, logging_dir=None, skip_completed=False)
+    common = dict(workers=cpus, logging_dir=str(workdir / "logs"), skip_completed=False)
     start = time.perf_counter()
     LocalPipelineExecutor([JsonlReader(str(data)), MinhashDedupSignature(output_folder=str(out / "sigs"), config=config)], tasks=4, **common).run()
     LocalPipelineExecutor([MinhashDedupBuckets(input_folder=str(out / "sigs"), output_folder=str(out / "buckets"), config=config)], tasks=bands, **common).run()

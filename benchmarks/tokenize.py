@@ -100,7 +100,7 @@ def run_datatrove(docs: list[str], work: Path, cpus: int) -> tuple[float, int]:
         [JsonlReader(str(data)), DocumentTokenizer(str(work / "out"), tokenizer_name_or_path=str(tok_path), eos_token="<eos>", shuffle_documents=False)],
         tasks=cpus * 4,
         workers=cpus,
-        logging_dir=None,
+        logging_dir=str(work / "logs"),
     ).run()
     took = time.perf_counter() - start
     tokens = sum(p.stat().st_size for p in (work / "out").glob("*.ds")) // 2
