@@ -185,7 +185,9 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name()
     peak = matmul_peak()
-    sheet = 989e12 if "H100" in name or "H200" in name else float("nan")
+    from trainer.plan import datasheet_peak
+
+    sheet = datasheet_peak(name) or float("nan")
     print(f"device: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}; measured bf16 matmul peak {peak / 1e12:.0f} TFLOP/s (data sheet {sheet / 1e12:.0f})")
     print(f"shape: GPT-2 124M (d {SHAPE['d']}, {SHAPE['layers']} layers, {SHAPE['heads']} heads, seq {SHAPE['seq']}), micro-batch {args.micro_batch}, {args.steps} timed steps\n")
     rows = []

@@ -48,6 +48,11 @@ def chinchilla(params: float | None = None, flops: float | None = None, tokens_p
     return Budget(params, tokens_per_param * params, flops)
 
 
+def datasheet_peak(device_name: str) -> float | None:
+    """Dense bf16 FLOP/s of a known GPU, matched in its device name (e.g. "NVIDIA H100 80GB HBM3")."""
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k.upper() in device_name.upper()), None)
+
+
 def gpu_hours_to_flops(hours: float, gpu: str, mfu: float) -> float:
     return hours * 3600 * PEAK_BF16_FLOPS[gpu] * mfu
 

@@ -20,10 +20,9 @@ from trainer.model import Transformer, lm_loss
 from trainer.distributed import init_distributed
 from trainer.optim import lr_lambda, param_groups
 from trainer.parallel import parallelize
+from trainer.plan import datasheet_peak
 
 logger = logging.getLogger(__name__)
-
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s per GPU
 
 
 def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device):
@@ -54,7 +53,7 @@ def _peak(cfg: TrainConfig, device: torch.device) -> float | None:
         return cfg.log.peak_flops
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return next((v for k, v in PEAK_BF16.items() if k in name), None)
+        return datasheet_peak(name)
     return None
 
 
