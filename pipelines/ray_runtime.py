@@ -11,6 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pipelines.config import RayConfig
+from pipelines.progress import current_progress
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +44,13 @@ def run_tasks(
     desc: str,
     progress: bool = True,
     on_result: Callable[[Any], None] | None = None,
+    done_before: int = 0,
 ) -> list[Any]:
     """Run ``fn(*args)`` for every ``args`` in ``calls`` as Ray tasks, one CPU each, results in order.
 
     A task whose worker dies is retried by Ray; an exception raised by ``fn`` itself fails the run
     after the other tasks finish, so their completed shards are kept for the next attempt.
+    ``done_before`` counts units an earlier attempt finished (resumed runs), for the progress shown.
     """
     import ray
 
@@ -57,7 +60,10 @@ def run_tasks(
     results: list[Any] = [None] * len(refs)
     errors: list[BaseException] = []
     pending = list(refs)
-    with tqdm(total=len(refs), desc=desc, unit="shard", disable=not progress) as bar:
+    log = current_progress()
+    if log is not None:
+        log.start(desc, len(refs) + done_before, done_before)
+    with tqdm(total=len(refs) + done_before, initial=done_before, desc=desc, unit="shard", disable=not progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
@@ -69,6 +75,8 @@ def run_tasks(
                     errors.append(exc)
                     logger.error("task %s failed: %s", desc, exc)
                 bar.update(1)
+                if log is not None:
+                    log.advance(desc)
     if errors:
         raise errors[0]
     return results

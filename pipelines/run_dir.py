@@ -9,6 +9,7 @@
       rejected/<stage>/<shard>.parquet   every removed document, with its reason
       stats/curate/<shard>.json      per-shard funnel; written last, so it marks the shard complete
       stats.json                     the run's funnel
+      progress.json                  live progress: Ray tasks done and total per step (a measurement)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class RunDir:
     tokenizer_model = property(lambda self: self.root / "tokenizer" / "spm.model")
     tokenizer_info = property(lambda self: self.root / "tokenizer" / "tokenizer.json")
     stats = property(lambda self: self.root / "stats.json")
+    progress = property(lambda self: self.root / "progress.json")
 
     def filtered(self, shard: str) -> Path:
         return self.root / "filtered" / f"{shard}.parquet"

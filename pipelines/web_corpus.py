@@ -19,6 +19,7 @@ from pipelines.config import ConfigError, WebCorpusConfig, load_config
 from pipelines.funnel import merge_shard_stats, render_table, retention
 from pipelines.inputs import Shard, list_shards
 from pipelines.mix import run_mix_and_shards
+from pipelines.progress import record_progress
 from pipelines.ray_runtime import ray_session, run_tasks
 from pipelines.run_dir import RunDir, atomic_write_bytes, atomic_write_json
 from pipelines.stages import stage_names
@@ -83,12 +84,12 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     run.prepare(cfg, overwrite=overwrite)
     done: dict = {"tokenizer": None, "dedup": None, "mix_stats": None, "manifest": None}
     try:
-        with ray_session(cfg.ray):
+        with ray_session(cfg.ray), record_progress(run.progress):
             done["tokenizer"] = ensure_tokenizer(cfg, run, shards, progress)
             todo = [s for s in shards if not run.shard_stats("curate", s.name).exists()]
             if len(todo) < len(shards):
                 logger.info("resuming: %d of %d shards already complete", len(shards) - len(todo), len(shards))
-            run_tasks(curate_shard, [(cfg, s) for s in todo], "curate", progress)
+            run_tasks(curate_shard, [(cfg, s) for s in todo], "curate", progress, done_before=len(shards) - len(todo))
             if cfg.dedup.enabled:
                 done["dedup"] = run_dedup(cfg, shards, progress)
             if cfg.shards.enabled:

@@ -29,7 +29,7 @@ def snapshot(run_dir) -> dict[str, str]:
     """Every file of a run: a hash of its bytes, or of its JSON without wall times (measurements)."""
     files = {}
     for path in sorted(run_dir.rglob("*")):
-        if path.is_file():
+        if path.is_file() and path.name != "progress.json":  # progress.json times the attempt itself
             data = path.read_bytes()
             if path.suffix == ".json":
                 data = json.dumps(_strip_timings(json.loads(data)), sort_keys=True).encode()

@@ -1,0 +1,289 @@
+"""The REST API: curation and training jobs on Ray, their live progress, funnel, rejected samples and
+training metrics, under ``/v1``; ``/healthz``, Prometheus ``/metrics`` and the dashboard at ``/``.
+
+Every mutating call needs ``Authorization: Bearer <token>``. Every 4xx body is
+``{"detail": [{"field": ..., "message": ...}]}`` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipelines.config import WebCorpusConfig
+from service import run_views
+from service.jobs import JobError, JobService, PathNotAllowed
+from service.ray_jobs import RayJobs
+from service.settings import ServiceSettings
+from service.store import Job, JobStore
+
+logger = logging.getLogger(__name__)
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+PRESETS = Literal["tiny", "124m", "350m"]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, field: str, message: str):
+        self.status, self.field, self.message = status, field, message
+
+
+def _problem(status: int, field: str, message: str) -> JSONResponse:
+    return JSONResponse({"detail": [{"field": field, "message": message}]}, status_code=status)
+
+
+# ---- requests and responses ---------------------------------------------------------------------
+class CurationJobRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+    config: WebCorpusConfig = Field(default_factory=WebCorpusConfig, description="the same typed config as `python -m pipelines.web_corpus`")
+
+
+class TrainingJobRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+    curation_job: str | None = Field(None, description="train on this finished curation job's token shards")
+    manifest: str | None = Field(None, description="or on a manifest.json (or tokens/ folder) inside the data roots")
+    preset: PRESETS = "tiny"
+    overrides: list[str] = Field(default_factory=list, max_length=64, description="trainer `section.field=value` overrides")
+    nproc: int = Field(1, ge=1, le=64, description="processes (torch.distributed.run) on one node")
+    gpus_per_proc: float = Field(0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainingJobRequest:
+        if (self.curation_job is None) == (self.manifest is None):
+            raise ValueError("give exactly one of curation_job and manifest")
+        return self
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    output_dir: str
+    parent_id: str | None
+    progress: dict | None = None
+
+    @classmethod
+    def of(cls, job: Job, progress: dict | None = None) -> JobOut:
+        return cls(id=job.id, kind=job.kind, state=job.state, created_at=job.created_at, started_at=job.started_at,
+                   finished_at=job.finished_at, error=job.error, output_dir=job.output_dir, parent_id=job.parent_id, progress=progress)
+
+
+# ---- middleware ---------------------------------------------------------------------------------
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes: by Content-Length at once, or while a chunked body streams."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and int(length) > self.limit:
+            return await _problem(413, "body", f"request body of {int(length)} bytes exceeds the limit of {self.limit}")(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise ApiError(413, "body", f"request body exceeds the limit of {self.limit} bytes")
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except ApiError as exc:
+            await _problem(exc.status, exc.field, exc.message)(scope, receive, send)
+
+
+def _jobs_collector(store: JobStore):
+    class JobsCollector:
+        def collect(self):
+            gauge = GaugeMetricFamily("curation_jobs", "jobs in the store by kind and state", labels=["kind", "state"])
+            for (kind, state), n in sorted(store.count_by_state().items()):
+                gauge.add_metric([kind, state], n)
+            yield gauge
+
+    return JobsCollector()
+
+
+# ---- the app ------------------------------------------------------------------------------------
+def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = None, poll_interval_s: float = 1.0) -> FastAPI:
+    settings = settings or ServiceSettings.from_env()
+    store = JobStore(settings.database_url)
+    registry = CollectorRegistry()
+    latency = Histogram("curation_http_request_seconds", "API latency by route", ["method", "route"], registry=registry,
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+    registry.register(_jobs_collector(store))
+    state: dict = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        jobs = JobService(settings, store, ray or RayJobs(settings))
+        state["jobs"] = jobs
+        jobs.sync_all()  # jobs that ended while no API process watched them
+        jobs.start_polling(poll_interval_s)
+        logger.info("service ready: Ray Jobs API %s, store %s", jobs.ray.address, settings.database_url.split("@")[-1])
+        yield
+        jobs.stop_polling()
+
+    app = FastAPI(title="curation-to-pretraining", version="1", lifespan=lifespan,
+                  description="Curation and training jobs on Ray, with the retention funnel of every run.")
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    bearer = HTTPBearer(auto_error=False)
+
+    def jobs() -> JobService:
+        return state["jobs"]
+
+    def authorized(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008 (a local dependency)
+        if creds is None or not secrets.compare_digest(creds.credentials.encode(), settings.api_token.encode()):
+            raise ApiError(401, "Authorization", "a valid bearer token is required for this call")
+
+    def job_or_404(job_id: str) -> Job:
+        job = store.get(job_id)
+        if job is None:
+            raise ApiError(404, "job_id", f"no job {job_id!r}")
+        return job
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        latency.labels(request.method, getattr(route, "path", "unmatched")).observe(time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError):
+        return _problem(exc.status, exc.field, exc.message)
+
+    @app.exception_handler(PathNotAllowed)
+    async def path_error(_: Request, exc: PathNotAllowed):
+        return _problem(403, exc.field, str(exc))
+
+    @app.exception_handler(JobError)
+    async def job_error(_: Request, exc: JobError):
+        return _problem(exc.status, exc.field, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError):
+        details = []
+        for e in exc.errors():
+            loc = [str(p) for p in e["loc"] if p not in ("body", "query", "path")]
+            loc = [p for p in loc if not p.startswith("function-after[")]  # pydantic's validator wrappers
+            details.append({"field": ".".join(loc) or "body", "message": e["msg"]})
+        return JSONResponse({"detail": details}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        return _problem(exc.status_code, "path" if exc.status_code in (404, 405) else "request", str(exc.detail))
+
+    # ---- routes ---------------------------------------------------------------------------------
+    @app.post("/v1/jobs/curation", status_code=201, response_model=JobOut, dependencies=[Depends(authorized)])
+    def submit_curation(body: CurationJobRequest) -> JobOut:
+        return JobOut.of(jobs().submit_curation(body.config))
+
+    @app.post("/v1/jobs/training", status_code=201, response_model=JobOut, dependencies=[Depends(authorized)])
+    def submit_training(body: TrainingJobRequest) -> JobOut:
+        from service.jobs import confine
+        from service.settings import PROJECT_ROOT
+
+        parent = None
+        if body.curation_job is not None:
+            parent = store.get(body.curation_job)
+            if parent is None or parent.kind != "curation":
+                raise ApiError(404, "curation_job", f"no curation job {body.curation_job!r}")
+            parent = jobs().sync(parent)
+            if parent.state != "succeeded":
+                raise JobError("curation_job", f"curation job {parent.id} is {parent.state}, not succeeded: no token shards to train on")
+            manifest = str(Path(parent.output_dir) / "tokens" / "manifest.json")
+        else:
+            manifest = confine(body.manifest, "manifest", settings.data_roots, PROJECT_ROOT)
+        try:
+            job = jobs().submit_training(manifest, body.preset, body.overrides, body.nproc, body.gpus_per_proc, parent)
+        except (ValueError, TypeError) as exc:
+            raise ApiError(422, "overrides", str(exc)) from None
+        return JobOut.of(job)
+
+    @app.get("/v1/jobs", response_model=list[JobOut])
+    def list_jobs(kind: Literal["curation", "training"] | None = None,
+                  state_: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="state")] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobOut]:
+        return [JobOut.of(j) for j in store.list(kind, state_, limit)]
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobOut)
+    def get_job(job_id: str) -> JobOut:
+        job = job_or_404(job_id)
+        if job.kind == "curation":
+            progress = run_views.curation_progress(Path(job.output_dir), JobService.stage_names(job))
+        else:
+            metrics = run_views.training_metrics(Path(job.output_dir), max_points=1)
+            steps = job.request["config"]["optim"]["steps"]
+            done = metrics[-1]["step"] if metrics else 0
+            progress = {"overall_percent": round(100 * done / steps, 1), "step": done, "steps": steps}
+        if job.state == "succeeded":
+            progress["overall_percent"] = 100.0
+        return JobOut.of(job, progress)
+
+    @app.get("/v1/jobs/{job_id}/funnel")
+    def get_funnel(job_id: str) -> dict:
+        job = job_or_404(job_id)
+        if job.kind != "curation":
+            raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only curation jobs have a funnel")
+        funnel = run_views.curation_funnel(Path(job.output_dir), JobService.stage_names(job))
+        if funnel is None:
+            raise ApiError(404, "job_id", f"job {job_id} has not completed a shard yet (state {job.state})")
+        return {"job": job.id, "state": job.state, **funnel}
+
+    @app.get("/v1/jobs/{job_id}/rejected")
+    def get_rejected(job_id: str, stage: str, reason: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
+        job = job_or_404(job_id)
+        if job.kind != "curation":
+            raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only curation jobs reject documents")
+        names = JobService.stage_names(job)
+        if stage not in names:
+            raise ApiError(422, "stage", f"unknown stage {stage!r}; this job's stages are {names}")
+        docs = run_views.rejected_sample(Path(job.output_dir), stage, reason, limit)
+        return {"job": job.id, "stage": stage, "reason": reason, "documents": docs}
+
+    @app.get("/v1/jobs/{job_id}/metrics")
+    def get_metrics(job_id: str, max_points: Annotated[int, Query(ge=1, le=100_000)] = 2000) -> dict:
+        job = job_or_404(job_id)
+        if job.kind != "training":
+            raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only training jobs have training metrics")
+        return {"job": job.id, "state": job.state, "metrics": run_views.training_metrics(Path(job.output_dir), max_points)}
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, status_code=202, dependencies=[Depends(authorized)])
+    def cancel(job_id: str) -> JobOut:
+        return JobOut.of(jobs().cancel(job_or_404(job_id)))
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "ray_jobs_api": jobs().ray.address, "jobs": sum(store.count_by_state().values())}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(DASHBOARD, media_type="text/html")
+
+    return app

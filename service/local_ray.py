@@ -1,0 +1,112 @@
+"""Starting and stopping Ray nodes on this machine with ``ray start``: the service's default cluster,
+and the two-node cluster the tests use in place of docker-compose.
+
+Each ``ray start`` runs in a new session, so every process of that node (GCS, raylet, dashboard,
+agents, workers) shares one process group and stopping the node is one ``killpg`` — without
+``ray stop``, which would kill every Ray on the machine, other clusters included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def ray_env() -> dict[str, str]:
+    # `ray start --head` turns token authentication on; every client and node must then use it too.
+    return {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_cli() -> str:
+    return str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else shutil.which("ray") or "ray"
+
+
+@dataclass
+class RayNode:
+    pgid: int
+    gcs_address: str
+    dashboard_url: str | None = None  # head only
+    temp_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _start(args: list[str], log_path: Path) -> int:
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([_ray_cli(), "start", *args], stdout=log, stderr=subprocess.STDOUT, env=ray_env(), start_new_session=True)
+        rc = proc.wait(timeout=180)
+    if rc != 0:
+        stop_node(proc.pid)
+        raise RuntimeError(f"`ray start {' '.join(args)}` failed (exit {rc}); see {log_path}")
+    return proc.pid
+
+
+def start_head(num_cpus: int | None = None, log_dir: Path | None = None) -> RayNode:
+    """A Ray head on loopback with the dashboard (the Jobs API) on a free port."""
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    gcs, dashboard = free_port(), free_port()
+    args = [
+        "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+        "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={temp_dir}", f"--dashboard-agent-listen-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
+    ] + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
+    pgid = _start(args, Path(log_dir or temp_dir) / "ray-head.log")
+    node = RayNode(pgid, f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", temp_dir)
+    wait_for_dashboard(node.dashboard_url)
+    logger.info("started a Ray head at %s (Jobs API %s)", node.gcs_address, node.dashboard_url)
+    return node
+
+
+def start_worker(gcs_address: str, num_cpus: int | None = None, log_dir: Path | None = None) -> RayNode:
+    """Another Ray node joining ``gcs_address`` (a second node on this machine needs its own agent port)."""
+    args = [f"--address={gcs_address}", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+            f"--dashboard-agent-listen-port={free_port()}"] + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
+    log_dir = Path(log_dir or tempfile.gettempdir())
+    pgid = _start(args, log_dir / f"ray-worker-{gcs_address.replace(':', '_')}.log")
+    return RayNode(pgid, gcs_address)
+
+
+def stop_node(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def dashboard_alive(url: str, timeout: float = 2.0) -> bool:
+    """Whether the dashboard answers at all (with token auth on, an unauthenticated call gets 401)."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/version", timeout=timeout) as resp:
+            return resp.status == 200
+    except urllib.error.HTTPError as exc:
+        return exc.code in (401, 403)
+    except OSError:
+        return False
+
+
+def wait_for_dashboard(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not dashboard_alive(url):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Ray dashboard at {url} did not answer within {timeout_s:.0f} s")
+        time.sleep(0.5)

@@ -1,0 +1,110 @@
+"""What the API shows of a job's output folder: progress, the funnel, rejected samples, metrics.
+
+Everything here reads files the job writes (``progress.json``, ``stats/curate/*.json``,
+``stats.json``, ``rejected/``, ``metrics.jsonl``); the job and the API share nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipelines.funnel import merge_shard_stats, retention
+from pipelines.run_dir import RunDir
+
+PER_DOCUMENT_STEP = "curate"  # every per-document stage of a shard runs inside one curate task
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not written yet, or being replaced: the next poll sees it
+        return None
+
+
+def curation_progress(run_dir: Path, stage_names: list[str]) -> dict:
+    """Per-stage percent from the run's step log: the per-document stages advance with the curate
+    step, dedup with its steps (signatures … apply), mix with its encode/write/reject steps."""
+    log = _read_json(RunDir(run_dir).progress) or {"steps": []}
+    steps = {s["name"]: s for s in log["steps"]}
+
+    def fraction(names: list[str]) -> float:
+        if not names:
+            return 0.0
+        return sum(steps[n]["done"] / steps[n]["total"] if n in steps and steps[n]["total"] else 0.0 for n in names) / len(names)
+
+    dedup_steps = ["dedup: signatures", "dedup: buckets", "dedup: labels", "dedup: survivors", "dedup: apply"]
+    dedup_steps += [n for n in steps if n.startswith("dedup:") and n not in dedup_steps]
+    stages = []
+    for name in stage_names:
+        if name == "dedup":
+            pct = fraction(dedup_steps)
+        elif name == "mix":
+            pct = fraction(["mix: encode", "mix: write shards", "mix: rejected"])
+        else:
+            pct = fraction([PER_DOCUMENT_STEP])
+        stages.append({"stage": name, "percent": round(100 * pct, 1)})
+    tokenizer = fraction(["tokenizer sample"]) if "tokenizer sample" in steps else None
+    overall = sum(s["percent"] for s in stages) / len(stages) if stages else 0.0
+    return {
+        "overall_percent": round(overall, 1),
+        "tokenizer_sample_percent": None if tokenizer is None else round(100 * tokenizer, 1),
+        "stages": stages,
+        "steps": log["steps"],
+        "updated": log.get("updated"),
+    }
+
+
+def curation_funnel(run_dir: Path, stage_names: list[str]) -> dict | None:
+    """The run's ``stats.json`` once written (complete or failed); before that, the funnel of the
+    shards completed so far, merged the way the run itself merges them (``partial: true``)."""
+    run = RunDir(run_dir)
+    stats = _read_json(run.stats)
+    if stats is not None:
+        return {"partial": False, **stats}
+    payloads = [p for path in sorted((run.root / "stats" / "curate").glob("*.json")) if (p := _read_json(path))]
+    if not payloads:
+        return None
+    stages = merge_shard_stats(payloads, [n for n in stage_names if n not in ("dedup", "mix")])
+    return {
+        "partial": True,
+        "status": "running",
+        "completed_shards": {"curate": len(payloads)},
+        "stages": [s.to_dict() for s in stages],
+        "retention": retention(stages),
+    }
+
+
+def rejected_sample(run_dir: Path, stage: str, reason: str | None, limit: int, text_chars: int = 500) -> list[dict]:
+    """Up to ``limit`` rejected documents of one stage (optionally one reason), in shard order."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rows: list[dict] = []
+    for path in sorted((Path(run_dir) / "rejected" / stage).glob("*.parquet")):
+        table = pq.read_table(path, columns=["id", "domain", "url", "reason", "text"])
+        if reason is not None:
+            table = table.filter(pc.equal(table["reason"], reason))
+        for row in table.slice(0, limit - len(rows)).to_pylist():
+            row["text"] = (row["text"] or "")[:text_chars]
+            rows.append(row)
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def training_metrics(out_dir: Path, max_points: int = 2000) -> list[dict]:
+    """The training job's metrics.jsonl lines (the loss curve), thinned evenly past ``max_points``."""
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # the line being written right now
+            continue
+    if len(records) > max_points:
+        stride = -(-len(records) // max_points)
+        records = records[::stride] + ([records[-1]] if (len(records) - 1) % stride else [])
+    return records

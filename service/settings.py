@@ -1,0 +1,69 @@
+"""The service's settings, read from the environment (one place, typed, with defaults that run here).
+
+    CURATION_API_TOKEN      bearer token for every mutating call (default: generated once and kept
+                            in <state_dir>/api_token, mode 0600, so a restart keeps it)
+    DATABASE_URL            SQLAlchemy URL of the job store (default: SQLite in the state dir;
+                            postgresql+psycopg://... for PostgreSQL)
+    CURATION_STATE_DIR      the service's own files (default: ./service_state)
+    CURATION_DATA_ROOTS     folders, separated by ':', that job inputs and outputs must lie in
+                            (default: the bundled data/ and ./runs)
+    CURATION_RUNS_DIR       where curation runs and training outputs go (default: ./runs; must lie
+                            in a data root)
+    RAY_JOBS_ADDRESS        Ray Jobs API (the dashboard), e.g. http://ray-head:8265; default: a local
+                            Ray head the service starts once and records in the state dir
+    CURATION_PYTHON         the Python that runs job entrypoints on the cluster (default: this one)
+    CURATION_MAX_REQUEST_BYTES  request body limit (default 1 MiB)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ServiceSettings(BaseModel):
+    api_token: str = Field(min_length=16)
+    database_url: str
+    state_dir: Path
+    data_roots: list[Path] = Field(min_length=1)
+    runs_dir: Path
+    ray_jobs_address: str | None = None
+    python: str = sys.executable
+    max_request_bytes: int = Field(1 << 20, gt=0)
+    local_ray_cpus: int | None = Field(None, gt=0)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ServiceSettings:
+        env = dict(os.environ if env is None else env)
+        state_dir = Path(env.get("CURATION_STATE_DIR", "service_state")).resolve()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        runs_dir = Path(env.get("CURATION_RUNS_DIR", "runs")).resolve()
+        roots = env.get("CURATION_DATA_ROOTS")
+        data_roots = [Path(p).resolve() for p in roots.split(":") if p] if roots else [PROJECT_ROOT / "data", runs_dir]
+        return cls(
+            api_token=env.get("CURATION_API_TOKEN") or _stored_token(state_dir),
+            database_url=env.get("DATABASE_URL") or f"sqlite:///{state_dir / 'jobs.db'}",
+            state_dir=state_dir,
+            data_roots=data_roots,
+            runs_dir=runs_dir,
+            ray_jobs_address=env.get("RAY_JOBS_ADDRESS") or None,
+            python=env.get("CURATION_PYTHON", sys.executable),
+            max_request_bytes=int(env.get("CURATION_MAX_REQUEST_BYTES", 1 << 20)),
+            local_ray_cpus=int(env["CURATION_LOCAL_RAY_CPUS"]) if env.get("CURATION_LOCAL_RAY_CPUS") else None,
+        )
+
+
+def _stored_token(state_dir: Path) -> str:
+    """A token generated on first start: a service is never left open by forgetting to set one."""
+    path = state_dir / "api_token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
