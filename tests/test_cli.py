@@ -41,7 +41,11 @@ def test_no_arguments_curates_the_bundled_corpus(tmp_path, corpus_manifest):
     read = stats["stages"][0]["total"]
     html_pages = sum(1 for p in corpus_manifest["pages"] if "iana" not in p["file"])
     assert read["in"]["docs"] >= html_pages  # every page of the shards, plus the crawl's records
-    assert set(stats["retention"]["per_domain"]) == {"finance", "general"}
+    assert set(stats["retention"]["per_domain"]) == {"finance", "general", "untagged"}
+    # the untagged shards and the crawl: every page that reaches the classifier gets a domain
+    assignment = stats["domain_assignment"]["per_domain"]
+    assert assignment["finance"]["classified"]["docs"] > 0 and assignment["general"]["classified"]["docs"] > 0
+    assert {d: v["achieved_share"] for d, v in stats["mix"].items()} == pytest.approx({"finance": 0.51, "general": 0.49}, abs=0.005)
     for stage in stats["stages"]:
         assert stage["total"]["in"]["tokens"] > 0 and stage["total"]["in"]["bytes"] > 0
     assert 0 < stats["retention"]["tokens_vs_extracted"] < 0.5
