@@ -105,8 +105,8 @@ def render_table(stats: dict) -> str:
         )
     for stage in stats["stages"]:
         counters = StageStats.from_dict(stage).total().counters
-        if stage["name"] == "pii" and counters:
-            lines.append("pii redactions: " + ", ".join(f"{k.removeprefix('pii:')} {v}" for k, v in sorted(counters.items())))
+        if stage["name"] == "pii":
+            lines.append("pii redactions: " + (", ".join(f"{k.removeprefix('pii:')} {v}" for k, v in sorted(counters.items())) or "none"))
     assignment = stats.get("domain_assignment")
     if assignment:
         lines.append("domains after domain_classifier (docs / tokens): " + "; ".join(
