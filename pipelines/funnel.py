@@ -120,6 +120,12 @@ def render_table(stats: dict) -> str:
             f"{domain:<10} docs {d['docs_kept']}/{d['docs_in']}  tokens kept {d['tokens_kept']} of {d['tokens_extracted']} extracted"
             f" ({100 * (d['tokens_vs_extracted'] or 0):.2f}%)"
         )
+    for domain, m in (stats.get("mix") or {}).items():
+        if m.get("classified_tokens") is not None:
+            lines.append(
+                f"mix {domain:<8} {100 * m['achieved_share']:.2f}% of shard tokens (target {100 * m['target_share']:.0f}%): "
+                f"{m['tokens'] - m['classified_tokens']} tokens tagged, {m['classified_tokens']} classified ({m['classified_documents']} documents)"
+            )
     if "tokens_in_shards" in r:
         lines.append(
             f"token shards: {r['tokens_in_shards']} tokens (EOS included) = "

@@ -128,7 +128,10 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
         "stages": [s.to_dict() for s in stages],
         "retention": retention(stages, manifest),
         "domain_assignment": domain_assignment(stages),
-        "mix": manifest and {d: {k: v[k] for k in ("target_share", "achieved_share", "epochs", "tokens")} for d, v in manifest["domains"].items()},
+        "mix": manifest and {
+            d: {k: v.get(k) for k in ("target_share", "achieved_share", "epochs", "tokens", "classified_tokens", "classified_documents")}
+            for d, v in manifest["domains"].items()
+        },
         "dedup": dedup,
         "output": "tokens" if manifest else "deduped" if dedup else "filtered",
         "invariant_violations": [v for s in stages for v in s.invariant_violations()],
