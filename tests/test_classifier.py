@@ -1,6 +1,5 @@
 """The fastText quality and domain classifiers: trained from the shipped data, and their stages."""
 
-import gzip
 import json
 import math
 
