@@ -70,7 +70,8 @@ class ShardStage(Stage):
 
     ``run_stage`` collects the shard's documents, measures them as they enter, and asks
     ``apply_shard`` for one verdict per document, in order. This buffers one shard in memory,
-    which the per-shard task already bounds.
+    which the per-shard task already bounds. (Its ``counters``, if any, are credited to the domain
+    of the shard's first document: per-document counts belong in per-document stages.)
     """
 
     @abstractmethod
@@ -132,7 +133,7 @@ def _verdicts(stage: Stage, docs: Iterable[Document], stats: StageStats, measure
             verdicts = [_as_verdict(v, stage) for v in stage.apply_shard([e[0] for e in entered])]
             assert len(verdicts) == len(entered), f"{stage.name}: {len(verdicts)} verdicts for {len(entered)} documents"
         except Exception as exc:  # the whole shard's decision failed: reject it all, by name
-            verdicts = [failed(exc, entered[0][0].id)] * len(entered)
+            verdicts = [failed(exc, entered[0][0].id if entered else "an empty shard")] * len(entered)
         stats.wall_time_s += time.perf_counter() - start
         yield from (e + (v,) for e, v in zip(entered, verdicts))
         return

@@ -104,7 +104,7 @@ def _train_cli(cli: Path, train_file: Path, model_path: Path, params: Hyperparam
         out.with_suffix(leftover).unlink(missing_ok=True)
 
 
-def _train_wheel(train_file: Path, model_path: Path, params: Hyperparameters, attempts: int = 20) -> None:
+def _train_wheel(train_file: Path, model_path: Path, params: Hyperparameters, attempts: int = 5) -> None:
     import fasttext
 
     ft_params = {k: v for k, v in asdict(params).items() if k != "quantize_cutoff"}
