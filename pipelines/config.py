@@ -16,10 +16,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from curation.document import UNTAGGED
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample_corpus"
 CLASSIFIERS = PROJECT_ROOT / "data" / "classifiers"
-UNTAGGED = "untagged"  # curation.document.UNTAGGED: the domain of untagged documents until classified
 
 
 class ConfigError(ValueError):
@@ -39,7 +40,6 @@ class SourceConfig(Strict):
     text_field: str = "text"
     url_field: str = "url"
     id_field: str | None = None
-
 
     @field_validator("domain")
     @classmethod
