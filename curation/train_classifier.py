@@ -163,9 +163,11 @@ def leave_one_package_out(task_name: str, data: Path = DEFAULT_DATA, params: Hyp
     task = TASKS[task_name]
     rows, _ = read_rows(data)
     examples = task.examples(rows)
+    from tqdm import tqdm
+
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for package in sorted({r["package"] for r in examples}):
+        for package in tqdm(sorted({r["package"] for r in examples}), desc=f"{task_name}: leave one package out", unit="model"):
             unseen = [r for r in examples if r["package"] == package]
             if len(unseen) < min_examples:
                 continue

@@ -112,8 +112,10 @@ def build(cache: Path, out: Path) -> None:
     from datatrove.pipeline.extractors.trafilatura import Trafilatura
 
     extractor = Trafilatura(favour_precision=True, deduplicate=False)  # the extract stage's settings
+    from tqdm import tqdm
+
     rows, seen = [], set()
-    for p in pages + iana:
+    for p in tqdm(pages + iana, desc="extract", unit="page"):
         if p.language != "en":
             continue
         text = extractor.extract(p.html_text)
