@@ -15,6 +15,8 @@ import pyarrow as pa
 from datatrove.data import Document
 
 CORE_METADATA = ("source", "domain", "url")
+# The domain of documents from a source configured without one, until the domain classifier gives them theirs.
+UNTAGGED = "untagged"
 
 DOCUMENT_SCHEMA = pa.schema(
     [

@@ -5,6 +5,11 @@ A stage answers one question per document: keep it (``True``) or reject it (``Fa
 ``doc.text`` or add metadata while doing so. ``run_stage`` streams documents through a stage,
 counts documents, bytes and tokens in/kept/rejected/out per domain, and hands every rejected
 document, with its reason and the text it entered with, to a sink: nothing disappears silently.
+
+Two variations keep the same accounting: a ``ShardStage`` decides over all documents of a shard at
+once (keep the top fraction by a score), and a stage may change ``metadata["domain"]`` (the domain
+classifier), which ``run_stage`` records as a reassignment. A stage reports extra counts (PII
+redactions by type) by adding to ``self.counters``; ``run_stage`` moves them into the stats.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from datatrove.data import Document
@@ -33,6 +39,13 @@ class Stage(ABC):
     """One unit of curation. Subclasses set ``name`` and implement ``apply``."""
 
     name: str = "stage"
+    counters: Counter
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a named counter of the document being processed (shown in the funnel)."""
+        if "counters" not in self.__dict__:
+            self.counters = Counter()
+        self.counters[name] += n
 
     def open(self) -> None:
         """Acquire per-worker resources (models, subprocesses); called once before the first document."""
@@ -50,6 +63,23 @@ class Stage(ABC):
     @abstractmethod
     def apply(self, doc: Document) -> Verdict:
         """Keep (True) or reject (False, or (False, reason)) one document; may rewrite it."""
+
+
+class ShardStage(Stage):
+    """A stage whose verdicts depend on the whole shard (e.g. keep the top fraction by score).
+
+    ``run_stage`` collects the shard's documents, measures them as they enter, and asks
+    ``apply_shard`` for one verdict per document, in order. This buffers one shard in memory,
+    which the per-shard task already bounds. (Its ``counters``, if any, are credited to the domain
+    of the shard's first document: per-document counts belong in per-document stages.)
+    """
+
+    @abstractmethod
+    def apply_shard(self, docs: list[Document]) -> list[Verdict]:
+        """One verdict per document of the shard; may rewrite documents like ``apply``."""
+
+    def apply(self, doc: Document) -> Verdict:
+        return self.apply_shard([doc])[0]
 
 
 class TextMeasure:
@@ -85,6 +115,39 @@ def _as_verdict(result: Verdict, stage: Stage) -> tuple[bool, str]:
     return bool(result), stage.name
 
 
+def _verdicts(stage: Stage, docs: Iterable[Document], stats: StageStats, measure: TextMeasure):
+    """(document, domain, size, text as it entered, verdict) per document, timing the stage itself."""
+    warned: set[str] = set()
+
+    def failed(exc: Exception, doc_id: str) -> tuple[bool, str]:
+        reason = f"error:{type(exc).__name__}"
+        if reason not in warned:
+            warned.add(reason)
+            logger.warning("stage %s failed on %s (%s: %s); rejecting it", stage.name, doc_id, type(exc).__name__, exc)
+        return False, reason
+
+    if isinstance(stage, ShardStage):
+        entered = [(doc, doc.metadata["domain"], measure(doc), doc.text) for doc in docs]
+        start = time.perf_counter()
+        try:
+            verdicts = [_as_verdict(v, stage) for v in stage.apply_shard([e[0] for e in entered])]
+            assert len(verdicts) == len(entered), f"{stage.name}: {len(verdicts)} verdicts for {len(entered)} documents"
+        except Exception as exc:  # the whole shard's decision failed: reject it all, by name
+            verdicts = [failed(exc, entered[0][0].id if entered else "an empty shard")] * len(entered)
+        stats.wall_time_s += time.perf_counter() - start
+        yield from (e + (v,) for e, v in zip(entered, verdicts))
+        return
+    for doc in docs:
+        domain, size_in, text_in = doc.metadata["domain"], measure(doc), doc.text
+        start = time.perf_counter()
+        try:
+            verdict = _as_verdict(stage.apply(doc), stage)
+        except Exception as exc:  # one bad document must not take the shard down with it
+            verdict = failed(exc, doc.id)
+        stats.wall_time_s += time.perf_counter() - start
+        yield doc, domain, size_in, text_in, verdict
+
+
 def run_stage(
     stage: Stage,
     docs: Iterable[Document],
@@ -93,24 +156,19 @@ def run_stage(
     reject: RejectSink,
 ) -> Iterator[Document]:
     """Stream ``docs`` through ``stage``; yield the kept ones and account for every one."""
-    warned: set[str] = set()
-    for doc in docs:
-        domain = doc.metadata["domain"]
-        size_in = measure(doc)
-        text_in = doc.text
-        start = time.perf_counter()
-        try:
-            keep, reason = _as_verdict(stage.apply(doc), stage)
-        except Exception as exc:  # one bad document must not take the shard down with it
-            keep, reason = False, f"error:{type(exc).__name__}"
-            if reason not in warned:
-                warned.add(reason)
-                logger.warning("stage %s failed on %s (%s: %s); rejecting it", stage.name, doc.id, type(exc).__name__, exc)
-        stats.wall_time_s += time.perf_counter() - start
+    for doc, domain, size_in, text_in, (keep, reason) in _verdicts(stage, docs, stats, measure):
+        counters = stage.__dict__.get("counters")
+        if counters:
+            stats.domain(domain).add_counters(counters)
+            counters.clear()
         if keep:
-            stats.record_kept(domain, size_in, measure(doc))
+            size_out = measure(doc)
+            stats.record_kept(domain, size_in, size_out)
+            if doc.metadata["domain"] != domain:
+                stats.record_reassigned(domain, doc.metadata["domain"], size_out)
             yield doc
         else:
             doc.text = text_in  # the rejected copy is the document as it entered the stage
+            doc.metadata["domain"] = domain
             stats.record_rejected(domain, reason, size_in)
             reject(doc, reason, doc.metadata.get(RAW_KEY))

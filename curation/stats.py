@@ -3,7 +3,13 @@
 ``in`` and the ``kept``/``rejected`` split are measured on a document as it enters the stage, so
 ``in == kept + rejected`` holds exactly for documents, bytes and tokens. ``out`` is measured on the
 kept documents as they leave the stage: it differs from ``kept`` only for stages that rewrite the
-text (extraction turns HTML into text; the C4 filter drops lines).
+text (extraction turns HTML into text; the C4 filter drops lines; PII redaction).
+
+A document is counted under the domain it entered the stage with. A stage that assigns a domain
+(the domain classifier, for untagged sources) records where its kept documents went in
+``reassigned`` (new domain -> counts, measured as they leave), so the next stage's ``in`` per
+domain is this stage's ``out`` minus what left for another domain plus what came in from one.
+``counters`` are named integers a stage reports beside the funnel (e.g. ``pii:email``).
 """
 
 from __future__ import annotations
@@ -40,12 +46,21 @@ class DomainStats:
     rejected: Counts = field(default_factory=Counts)
     out: Counts = field(default_factory=Counts)
     reasons: dict[str, Counts] = field(default_factory=dict)
+    reassigned: dict[str, Counts] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: DomainStats) -> None:
         for name in ("in_", "kept", "rejected", "out"):
             getattr(self, name).merge(getattr(other, name))
         for reason, counts in other.reasons.items():
             self.reasons.setdefault(reason, Counts()).merge(counts)
+        for domain, counts in other.reassigned.items():
+            self.reassigned.setdefault(domain, Counts()).merge(counts)
+        self.add_counters(other.counters)
+
+    def add_counters(self, counters: dict[str, int]) -> None:
+        for name, n in counters.items():
+            self.counters[name] = self.counters.get(name, 0) + n
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +69,8 @@ class DomainStats:
             "rejected": self.rejected.to_dict(),
             "out": self.out.to_dict(),
             "rejected_by_reason": {r: c.to_dict() for r, c in sorted(self.reasons.items())},
+            **({"reassigned_to": {d: c.to_dict() for d, c in sorted(self.reassigned.items())}} if self.reassigned else {}),
+            **({"counters": dict(sorted(self.counters.items()))} if self.counters else {}),
         }
 
     @classmethod
@@ -64,6 +81,8 @@ class DomainStats:
             rejected=Counts.from_dict(d["rejected"]),
             out=Counts.from_dict(d["out"]),
             reasons={r: Counts.from_dict(c) for r, c in d["rejected_by_reason"].items()},
+            reassigned={r: Counts.from_dict(c) for r, c in d.get("reassigned_to", {}).items()},
+            counters={k: int(v) for k, v in d.get("counters", {}).items()},
         )
 
 
@@ -81,6 +100,9 @@ class StageStats:
         d.in_.add(*size_in)
         d.kept.add(*size_in)
         d.out.add(*size_out)
+
+    def record_reassigned(self, domain: str, new_domain: str, size_out: tuple[int, int]) -> None:
+        self.domain(domain).reassigned.setdefault(new_domain, Counts()).add(*size_out)
 
     def record_rejected(self, domain: str, reason: str, size_in: tuple[int, int]) -> None:
         d = self.domain(domain)

@@ -16,8 +16,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from curation.document import UNTAGGED
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample_corpus"
+CLASSIFIERS = PROJECT_ROOT / "data" / "classifiers"
 
 
 class ConfigError(ValueError):
@@ -32,18 +35,91 @@ class SourceConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     format: Literal["warc", "jsonl", "parquet", "html"]
     paths: list[str] = Field(min_length=1, description="files, globs or (for html) folders")
-    domain: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    domain: str | None = Field(pattern=r"^[A-Za-z0-9_-]+$", description="null: untagged, the domain classifier assigns one")
     content_type: Literal["html", "text"] = "html"
     text_field: str = "text"
     url_field: str = "url"
     id_field: str | None = None
 
+    @field_validator("domain")
+    @classmethod
+    def _not_reserved(cls, domain: str | None) -> str | None:
+        if domain == UNTAGGED:
+            raise ValueError(f"{UNTAGGED!r} is reserved; write null for a source without a domain")
+        return domain
+
 
 def _bundled_sources() -> list[SourceConfig]:
+    """Three shards of each domain tagged; the fourth of each and the real crawl untagged, as a crawl arrives."""
     return [
-        SourceConfig(name=f"sample-{domain}", format="warc", domain=domain, paths=[str(SAMPLE_CORPUS / "warc" / f"{domain}-*.warc.gz")])
+        SourceConfig(name=f"sample-{domain}", format="warc", domain=domain, paths=[str(SAMPLE_CORPUS / "warc" / f"{domain}-0000[0-2].warc.gz")])
         for domain in ("finance", "general")
-    ] + [SourceConfig(name="iana-crawl", format="warc", domain="general", paths=[str(SAMPLE_CORPUS / "real_crawl" / "*.warc.gz")])]
+    ] + [
+        SourceConfig(name="sample-untagged", format="warc", domain=None, paths=[str(SAMPLE_CORPUS / "warc" / f"{d}-00003.warc.gz") for d in ("finance", "general")]),
+        SourceConfig(name="iana-crawl", format="warc", domain=None, paths=[str(SAMPLE_CORPUS / "real_crawl" / "*.warc.gz")]),
+    ]
+
+
+class URLFilterConfig(Strict):
+    """datatrove's URLFilter (offline) plus a scheme rule and our own block lists."""
+
+    enabled: bool = True
+    blocked_domains: list[str] = Field(default_factory=list, description="hosts rejected with their subdomains")
+    blocked_urls: list[str] = Field(default_factory=list)
+    blocked_words: list[str] = Field(default_factory=list, description="added to datatrove's banned URL words")
+    allowed_schemes: list[str] | None = Field(default_factory=lambda: ["http", "https", "file"], description="None allows any")
+    datatrove_word_lists: bool = True
+    ut1_blocklist: bool = Field(False, description="datatrove's UT1 domain list: 120 MB unpacked per worker")
+    soft_word_threshold: int = Field(2, ge=1)
+
+
+def _check_model(path: str) -> str:
+    from curation.classifier import check_model_file
+
+    check_model_file(path)
+    return path
+
+
+class QualityClassifierConfig(Strict):
+    """fastText P(high quality); writes metadata[dedup.score_field] for dedup's choice of survivor."""
+
+    enabled: bool = True
+    model_path: str = str(CLASSIFIERS / "quality.ftz")
+    threshold: float | None = Field(0.5, ge=0, le=1, description="reject below this P(high); None: no threshold")
+    keep_top_fraction: float | None = Field(None, gt=0, le=1, description="keep the best fraction of each input shard")
+
+    @field_validator("model_path")
+    @classmethod
+    def _model_exists(cls, path: str) -> str:
+        return _check_model(path)
+
+
+class DomainClassifierConfig(Strict):
+    """fastText finance/general: untagged documents take its prediction; tagged ones keep their tag."""
+
+    enabled: bool = True
+    model_path: str = str(CLASSIFIERS / "domain.ftz")
+    min_confidence: float = Field(0.0, ge=0, le=1, description="reject untagged documents the model is less sure of")
+
+    @field_validator("model_path")
+    @classmethod
+    def _model_exists(cls, path: str) -> str:
+        return _check_model(path)
+
+    def labels(self) -> list[str]:
+        from curation.classifier import check_model_file
+
+        return check_model_file(self.model_path)["labels"]
+
+
+class PIIConfig(Strict):
+    """Redact (never reject) emails, IP addresses and phone numbers; counted per type."""
+
+    enabled: bool = True
+    emails: bool = True
+    ips: bool = True
+    phones: bool = True
+    only_public_ips: bool = True
 
 
 class ReadConfig(Strict):
@@ -112,6 +188,7 @@ class QualityConfig(Strict):
     gopher_quality: GopherQualityConfig = GopherQualityConfig()
     c4_quality: C4QualityConfig = C4QualityConfig()
     fineweb_quality: FineWebQualityConfig = FineWebQualityConfig()
+    classifier: QualityClassifierConfig = QualityClassifierConfig()
 
 
 class DedupConfig(Strict):
@@ -209,9 +286,12 @@ class WebCorpusConfig(Strict):
     runs_dir: str = "runs"
     sources: list[SourceConfig] = Field(default_factory=_bundled_sources, min_length=1)
     read: ReadConfig = ReadConfig()
+    url_filter: URLFilterConfig = URLFilterConfig()
     extract: ExtractConfig = ExtractConfig()
     language: LanguageConfig = LanguageConfig()
     quality: QualityConfig = QualityConfig()
+    domain_classifier: DomainClassifierConfig = DomainClassifierConfig()
+    pii: PIIConfig = PIIConfig()
     dedup: DedupConfig = DedupConfig()
     mix: MixConfig = MixConfig()
     shards: ShardsConfig = ShardsConfig()
@@ -226,10 +306,20 @@ class WebCorpusConfig(Strict):
             raise ValueError(f"source names must be unique, got {names}")
         return sources
 
+    def domains(self) -> set[str]:
+        """The domains documents can end up in: the sources' tags, and the classifier's labels if any source is untagged."""
+        domains = {s.domain for s in self.sources if s.domain is not None}
+        if any(s.domain is None for s in self.sources) and self.domain_classifier.enabled:
+            domains |= set(self.domain_classifier.labels())
+        return domains
+
     @model_validator(mode="after")
     def _mix_matches_sources(self) -> WebCorpusConfig:
+        untagged = [i for i, s in enumerate(self.sources) if s.domain is None]
+        if untagged and not self.domain_classifier.enabled:
+            raise ValueError(f"sources.{untagged[0]}.domain is null (untagged): that needs domain_classifier.enabled=true")
         if self.mix.enabled:
-            domains = {s.domain for s in self.sources}
+            domains = self.domains()
             unknown = sorted(set(self.mix.targets) - domains)
             missing = sorted(domains - set(self.mix.targets))
             if unknown or missing:

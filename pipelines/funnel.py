@@ -29,8 +29,9 @@ def retention(stages: list[StageStats], manifest: dict | None = None) -> dict:
     extract = next((s for s in stages if s.name == "extract"), None)
     extracted = extract.total().out if extract else first.in_
     per_domain = {}
-    for domain in sorted(stages[0].domains):
-        d_in = stages[0].domains[domain].in_
+    # untagged documents enter under "untagged" and leave under the domain the classifier gave them
+    for domain in sorted(set(stages[0].domains) | set(stages[-1].domains)):
+        d_in = stages[0].domains[domain].in_ if domain in stages[0].domains else Counts()
         d_kept = stages[-1].domains[domain].out if domain in stages[-1].domains else Counts()
         if extract is None:
             d_extracted = d_in
@@ -63,6 +64,27 @@ def retention(stages: list[StageStats], manifest: dict | None = None) -> dict:
     }
 
 
+def domain_assignment(stages: list[StageStats]) -> dict | None:
+    """Per domain, what left the domain classifier with a tag from its source and what it classified."""
+    stage = next((s for s in stages if s.name == "domain_classifier"), None)
+    if stage is None:
+        return None
+    out: dict[str, dict] = {}
+    for name, d in sorted(stage.domains.items()):
+        moved = Counts()
+        for target, counts in sorted(d.reassigned.items()):
+            out.setdefault(target, {"tagged": Counts(), "classified": Counts()})["classified"].merge(counts)
+            moved.merge(counts)
+        stayed = Counts(d.out.docs - moved.docs, d.out.bytes - moved.bytes, d.out.tokens - moved.tokens)
+        if stayed.docs:
+            out.setdefault(name, {"tagged": Counts(), "classified": Counts()})["tagged"].merge(stayed)
+    counters = stage.total().counters
+    return {
+        "per_domain": {d: {k: c.to_dict() for k, c in v.items()} for d, v in sorted(out.items())},
+        "tagged_agreement": _ratio(counters.get("tagged_agrees", 0), counters.get("tagged_agrees", 0) + counters.get("tagged_disagrees", 0)),
+    }
+
+
 def _top_reasons(stage: StageStats, n: int = 3) -> str:
     reasons = stage.total().reasons
     top = sorted(reasons.items(), key=lambda kv: (-kv[1].docs, kv[0]))[:n]
@@ -71,16 +93,26 @@ def _top_reasons(stage: StageStats, n: int = 3) -> str:
 
 def render_table(stats: dict) -> str:
     """A plain-text table of the funnel for the console."""
-    header = f"{'stage':<18}{'docs in':>9}{'kept':>8}{'rej':>7}{'tokens in':>12}{'tokens out':>12}{'keep%':>7}  top rejection reasons"
+    header = f"{'stage':<20}{'docs in':>9}{'kept':>8}{'rej':>7}{'tokens in':>12}{'tokens out':>12}{'keep%':>7}  top rejection reasons"
     lines = [header, "-" * len(header)]
     for stage in stats["stages"]:
         total = stage["total"]
         keep = 100 * total["kept"]["docs"] / total["in"]["docs"] if total["in"]["docs"] else 0.0
         reasons = _top_reasons(StageStats.from_dict(stage))
         lines.append(
-            f"{stage['name']:<18}{total['in']['docs']:>9}{total['kept']['docs']:>8}{total['rejected']['docs']:>7}"
+            f"{stage['name']:<20}{total['in']['docs']:>9}{total['kept']['docs']:>8}{total['rejected']['docs']:>7}"
             f"{total['in']['tokens']:>12}{total['out']['tokens']:>12}{keep:>6.1f}%  {reasons}"
         )
+    for stage in stats["stages"]:
+        counters = StageStats.from_dict(stage).total().counters
+        if stage["name"] == "pii":
+            lines.append("pii redactions: " + (", ".join(f"{k.removeprefix('pii:')} {v}" for k, v in sorted(counters.items())) or "none"))
+    assignment = stats.get("domain_assignment")
+    if assignment:
+        lines.append("domains after domain_classifier (docs / tokens): " + "; ".join(
+            f"{d} tagged {v['tagged']['docs']} / {v['tagged']['tokens']}, classified {v['classified']['docs']} / {v['classified']['tokens']}"
+            for d, v in assignment["per_domain"].items()
+        ) + (f"; classifier agrees with source tags on {100 * assignment['tagged_agreement']:.1f}%" if assignment["tagged_agreement"] is not None else ""))
     r = stats["retention"]
     lines.append("")
     for domain, d in r["per_domain"].items():
@@ -88,6 +120,12 @@ def render_table(stats: dict) -> str:
             f"{domain:<10} docs {d['docs_kept']}/{d['docs_in']}  tokens kept {d['tokens_kept']} of {d['tokens_extracted']} extracted"
             f" ({100 * (d['tokens_vs_extracted'] or 0):.2f}%)"
         )
+    for domain, m in (stats.get("mix") or {}).items():
+        if m.get("classified_tokens") is not None:
+            lines.append(
+                f"mix {domain:<8} {100 * m['achieved_share']:.2f}% of shard tokens (target {100 * m['target_share']:.0f}%): "
+                f"{m['tokens'] - m['classified_tokens']} tokens tagged, {m['classified_tokens']} classified ({m['classified_documents']} documents)"
+            )
     if "tokens_in_shards" in r:
         lines.append(
             f"token shards: {r['tokens_in_shards']} tokens (EOS included) = "

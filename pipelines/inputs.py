@@ -6,6 +6,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
+from curation.document import UNTAGGED
 from curation.readers import InputFile
 from pipelines.config import ConfigError, WebCorpusConfig
 
@@ -34,6 +35,6 @@ def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
             raise ConfigError(f"sources.{i}.paths: no {kind} matches {source.paths} (source {source.name!r})")
         options = {"text_field": source.text_field, "url_field": source.url_field, "id_field": source.id_field}
         for j, path in enumerate(dict.fromkeys(paths)):
-            file = InputFile(path, source.name, source.domain, source.format, source.content_type, options)
+            file = InputFile(path, source.name, source.domain or UNTAGGED, source.format, source.content_type, options)
             shards.append(Shard(f"{source.name}-{j:05d}", file))
     return shards

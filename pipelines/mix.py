@@ -55,7 +55,7 @@ def encode_shard(cfg: WebCorpusConfig, shard: str) -> dict:
     run = RunDir(cfg.run_dir)
     tokenizer = Tokenizer(run.tokenizer_model)
     dtype = token_dtype(tokenizer.vocab_size)
-    table = pq.read_table(curated(run, cfg, shard), columns=["id", "text", "domain"])
+    table = pq.read_table(curated(run, cfg, shard), columns=["id", "text", "domain", "metadata"])
     texts, ids, domains = table["text"].to_pylist(), table["id"].to_pylist(), table["domain"].to_pylist()
     lengths, parts = [], []
     for start in range(0, len(texts), ENCODE_BATCH):
@@ -71,6 +71,8 @@ def encode_shard(cfg: WebCorpusConfig, shard: str) -> dict:
         "tokens": lengths,
         "bytes": pc.binary_length(table["text"].cast(pa.binary())).to_numpy(zero_copy_only=False).astype(np.int64),
         "key": np.array([stable_hash(f"{cfg.mix.seed}:{i}") for i in ids], dtype=np.uint64),
+        # documents whose domain the classifier gave (metadata is sorted JSON, so the text is fixed)
+        "classified": pc.match_substring(table["metadata"], '"domain_source": "classified"').to_numpy(zero_copy_only=False),
     }
 
 
@@ -138,6 +140,7 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
     total = mixture_total(available, cfg.mix.targets, cfg.mix.total_tokens)
     stats = StageStats("mix")
     plans, repeats_of = {}, {}
+    classified = defaultdict(lambda: {"documents": 0, "tokens": 0})  # per domain, in the shards (EOS included)
     for domain, share in cfg.mix.targets.items():
         members = by_domain.get(domain, [])
         tokens = np.array([encoded[s]["tokens"][r] for s, r in members], dtype=np.int64)
@@ -150,6 +153,9 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
             repeats_of[(s, r)] = rep
             size = (int(encoded[s]["bytes"][r]), n)
             if rep:
+                if encoded[s]["classified"][r]:
+                    classified[domain]["documents"] += rep
+                    classified[domain]["tokens"] += (n + 1) * rep
                 stats.record_kept(domain, size, (size[0] * rep, n * rep))
                 stats.domain(domain).out.docs += rep - 1  # out counts every copy that goes to the shards
             else:
@@ -198,6 +204,9 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
             achieved_share=round(entry["tokens"] / tokens_total, 6) if tokens_total else 0.0,
             available_tokens=p.available_tokens,
             epochs=round(p.epochs, 4),
+            # of which the domain classifier chose the domain (untagged sources); the rest were tagged
+            classified_documents=classified[d]["documents"],
+            classified_tokens=classified[d]["tokens"],
         )
     manifest = {
         "format": "arrow-ipc: tokens list<%s> (EOS appended), domain string, doc_id string; one record batch" % dtype.name,

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from pipelines.dedup import previous_index_files, run_dedup
 from pipelines.config import ConfigError, WebCorpusConfig, load_config
-from pipelines.funnel import merge_shard_stats, render_table, retention
+from pipelines.funnel import domain_assignment, merge_shard_stats, render_table, retention
 from pipelines.inputs import Shard, list_shards
 from pipelines.mix import run_mix_and_shards
 from pipelines.progress import record_progress
@@ -128,7 +128,11 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
         "completed_shards": {p: sum(run.shard_stats(p, s.name).exists() for s in shards) for p in ("curate", "dedup")},
         "stages": [s.to_dict() for s in stages],
         "retention": retention(stages, manifest),
-        "mix": manifest and {d: {k: v[k] for k in ("target_share", "achieved_share", "epochs", "tokens")} for d, v in manifest["domains"].items()},
+        "domain_assignment": domain_assignment(stages),
+        "mix": manifest and {
+            d: {k: v.get(k) for k in ("target_share", "achieved_share", "epochs", "tokens", "classified_tokens", "classified_documents")}
+            for d, v in manifest["domains"].items()
+        },
         "dedup": dedup,
         "output": "tokens" if manifest else "deduped" if dedup else "filtered",
         "invariant_violations": [v for s in stages for v in s.invariant_violations()],

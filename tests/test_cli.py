@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import ROOT
@@ -41,7 +42,20 @@ def test_no_arguments_curates_the_bundled_corpus(tmp_path, corpus_manifest):
     read = stats["stages"][0]["total"]
     html_pages = sum(1 for p in corpus_manifest["pages"] if "iana" not in p["file"])
     assert read["in"]["docs"] >= html_pages  # every page of the shards, plus the crawl's records
-    assert set(stats["retention"]["per_domain"]) == {"finance", "general"}
+    assert set(stats["retention"]["per_domain"]) == {"finance", "general", "untagged"}
+    # the untagged shards and the crawl: every page that reaches the classifier gets a domain
+    assignment = stats["domain_assignment"]["per_domain"]
+    assert assignment["finance"]["classified"]["docs"] > 0 and assignment["general"]["classified"]["docs"] > 0
+    assert {d: v["achieved_share"] for d, v in stats["mix"].items()} == pytest.approx({"finance": 0.51, "general": 0.49}, abs=0.005)
+    by_name = {s["name"]: s["total"] for s in stats["stages"]}
+    # what the heuristics let through and the quality classifier took out: tables of contents and
+    # link-heavy pages the corpus manifest calls low quality, never one it calls an article
+    assert by_name["quality_classifier"]["rejected_by_reason"]["quality_classifier_below_threshold"]["docs"] >= 1
+    kinds = {p["url"]: p["kind"] for p in corpus_manifest["pages"]}
+    removed = pq.read_table(tmp_path / "runs" / "sample" / "rejected" / "quality_classifier").column("url").to_pylist()
+    assert removed and all(kinds.get(url) == "low_quality" for url in removed)
+    assert "quality_classifier" in result.stdout and "domains after domain_classifier" in result.stdout
+    assert "pii redactions:" in result.stdout  # none in the bundled pages that get that far; the line says so
     for stage in stats["stages"]:
         assert stage["total"]["in"]["tokens"] > 0 and stage["total"]["in"]["bytes"] > 0
     assert 0 < stats["retention"]["tokens_vs_extracted"] < 0.5

@@ -8,7 +8,23 @@ def test_defaults_follow_fineweb_and_read_the_bundled_corpus():
     assert cfg.language.languages == ["en"] and cfg.language.threshold == 0.65
     assert cfg.quality.c4_quality.filter_no_terminal_punct is False
     assert cfg.quality.gopher_quality.min_doc_words == 50
-    assert {s.domain for s in cfg.sources} == {"finance", "general"}
+    assert {s.domain for s in cfg.sources} == {"finance", "general", None}  # None: untagged, classified
+    assert cfg.domains() == {"finance", "general"}
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("quality.classifier.model_path=/no/such/model.ftz", "quality.classifier.model_path"),
+        ("domain_classifier.model_path=README.md", "domain_classifier.model_path"),
+        ("quality.classifier.threshold=1.5", "quality.classifier.threshold"),
+        ("quality.classifier.keep_top_fraction=0", "quality.classifier.keep_top_fraction"),
+        ("domain_classifier.enabled=false", "sources.2.domain"),
+    ],
+)
+def test_bad_classifier_settings_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config(overrides=[override])
 
 
 def test_overrides_are_typed_yaml_values():
@@ -65,5 +81,10 @@ def test_the_documented_config_file_is_the_defaults():
 
     documented = load_config(ROOT / "configs" / "web_corpus.yaml")
     defaults = WebCorpusConfig()
-    assert documented.model_dump(exclude={"sources"}) == defaults.model_dump(exclude={"sources"})
+    models = {"quality": {"classifier": {"model_path"}}, "domain_classifier": {"model_path"}}  # relative in the file
+    assert documented.model_dump(exclude={"sources": True, **models}) == defaults.model_dump(exclude={"sources": True, **models})
+    for cfg in (documented, defaults):
+        assert Path(cfg.quality.classifier.model_path).name == "quality.ftz"
+        assert Path(cfg.domain_classifier.model_path).name == "domain.ftz"
+    assert [s.domain for s in documented.sources] == [s.domain for s in defaults.sources]
     assert [Path(p).name for s in documented.sources for p in s.paths] == [Path(p).name for s in defaults.sources for p in s.paths]

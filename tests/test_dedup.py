@@ -37,7 +37,7 @@ def dedup_run(tmp_path_factory, ray_local):
         "run_name": "dedup",
         "sources": sources,
         "language": {"enabled": False},
-        "quality": {n: {"enabled": False} for n in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")},
+        "quality": {n: {"enabled": False} for n in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "classifier")},
         "tokenizer": {"vocab_size": 2000, "sample_rate": 0.3},
     }
     path = tmp / "run.yaml"
@@ -154,7 +154,7 @@ def test_a_new_run_drops_duplicates_of_an_earlier_runs_corpus(dedup_run, tmp_pat
         # the same finance pages, now as WARC records: every one already lies in the earlier corpus
         "sources": [{"name": "fin", "format": "warc", "domain": "finance", "paths": [str(CORPUS / "warc" / "finance-00000.warc.gz")]}],
         "language": {"enabled": False},
-        "quality": {n: {"enabled": False} for n in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")},
+        "quality": {n: {"enabled": False} for n in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "classifier")},
         "tokenizer": {"vocab_size": 1000, "sample_rate": 0.5},
         "dedup": {"previous_indexes": [str(index)]},
         # every document is a duplicate of the earlier corpus: nothing is left to mix into shards

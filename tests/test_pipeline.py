@@ -16,7 +16,7 @@ def small_config(tmp_path, extra_sources=(), **overrides):
     sources = [
         {"name": "fin", "format": "warc", "domain": "finance", "paths": [str(CORPUS / "warc" / "finance-00000.warc.gz")]},
         {"name": "gen", "format": "warc", "domain": "general", "paths": [str(CORPUS / "warc" / "general-00000.warc.gz")]},
-        {"name": "iana", "format": "warc", "domain": "general", "paths": [str(REAL_CRAWL)]},
+        {"name": "iana", "format": "warc", "domain": None, "paths": [str(REAL_CRAWL)]},  # untagged: classified
         *extra_sources,
     ]
     tree = {"runs_dir": str(tmp_path / "runs"), "run_name": "small", "sources": sources, "tokenizer": {"vocab_size": 2000}}
@@ -35,11 +35,22 @@ def test_funnel_balances_counts_tokens_and_keeps_every_rejected_document(tmp_pat
     run = cfg.run_dir
     assert stats["invariant_violations"] == []
     names = [s["name"] for s in stats["stages"]]
-    assert names == ["read", "extract", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "dedup", "mix"]
+    assert names == [
+        "read", "url_filter", "extract", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
+        "quality_classifier", "domain_classifier", "pii", "dedup", "mix",
+    ]  # fmt: skip
     for before, after in zip(stats["stages"], stats["stages"][1:]):
-        # what leaves one stage is exactly what enters the next, per domain and in all three measures
+        # what leaves one stage is exactly what enters the next, per domain and in all three measures,
+        # once the documents the domain classifier moved from "untagged" to their domain are followed
         for domain, d in after["domains"].items():
-            assert d["in"] == before["domains"][domain]["out"]
+            expected = {m: before["domains"].get(domain, {}).get("out", {}).get(m, 0) for m in ("docs", "bytes", "tokens")}
+            for other in before["domains"].values():
+                for target, moved in other.get("reassigned_to", {}).items():
+                    for m in expected:
+                        expected[m] += moved[m] if target == domain else 0
+            for m in expected:
+                expected[m] -= sum(c[m] for c in before["domains"].get(domain, {}).get("reassigned_to", {}).values())
+            assert d["in"] == expected, (before["name"], after["name"], domain)
     for stage in stats["stages"]:
         total = stage["total"]
         assert total["in"]["tokens"] > 0
@@ -49,12 +60,17 @@ def test_funnel_balances_counts_tokens_and_keeps_every_rejected_document(tmp_pat
             table = pq.read_table(path)
             assert all(table.column("reason").to_pylist())
     by_name = {s["name"]: s["total"] for s in stats["stages"]}
-    assert _rows(sorted((run / "filtered").glob("*.parquet"))) == by_name["fineweb_quality"]["kept"]["docs"] > 0
+    assert _rows(sorted((run / "filtered").glob("*.parquet"))) == by_name["pii"]["kept"]["docs"] > 0
     assert _rows(sorted((run / "deduped").glob("*.parquet"))) == by_name["dedup"]["kept"]["docs"] > 0
     # the last measure of the funnel: tokens in the shards = tokens the mix kept + one EOS per document
     assert stats["retention"]["tokens_in_shards"] == by_name["mix"]["out"]["tokens"] + by_name["mix"]["out"]["docs"]
     assert stats["tokenizer"]["sha256"] == model_sha256((run / "tokenizer" / "spm.model").read_bytes())
-    assert set(stats["retention"]["per_domain"]) == {"finance", "general"}
+    assert set(stats["retention"]["per_domain"]) == {"finance", "general", "untagged"}
+    assert stats["retention"]["per_domain"]["untagged"]["docs_kept"] == 0  # every one got a domain
+    classified = {d: v["classified"]["docs"] for d, v in stats["domain_assignment"]["per_domain"].items()}
+    assert sum(classified.values()) == by_name["domain_classifier"]["in"]["docs"] - sum(
+        v["tagged"]["docs"] for v in stats["domain_assignment"]["per_domain"].values()
+    ) > 0
     assert 0 < stats["retention"]["tokens_vs_extracted"] < 1
     on_disk = json.loads((run / "stats.json").read_text())
     assert on_disk["stages"] == stats["stages"]
