@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test test-fast clean
+.PHONY: setup system-test-deps run test test-fast clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ setup: $(VENV)/.installed
 run: setup
 	$(PY) -m pipelines.web_corpus
 
-test: setup
+# The browser test drives Debian's Chromium; the compose test validates docker-compose.yml with
+# Debian's docker-compose 1.29 (its `config` needs no engine).
+system-test-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v docker-compose >/dev/null || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose >/dev/null || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose >/dev/null; }; }
+
+test: setup system-test-deps
 	$(PY) -m pytest -q --timeout=900
 
 test-fast: setup

@@ -104,6 +104,8 @@ def small_star(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
     A node and its smaller neighbours are all linked to the smallest of them.
     """
+    if len(src) == 0:  # a partition without edges (or a run without documents)
+        return src, dst
     src, dst, m = _min_neighbour(src, dst)
     nodes = np.concatenate([dst, np.unique(src)])
     mins = np.concatenate([m, m[np.concatenate([[0], np.flatnonzero(src[1:] != src[:-1]) + 1])]])

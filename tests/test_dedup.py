@@ -183,3 +183,15 @@ def test_a_new_run_drops_duplicates_of_an_earlier_runs_corpus(dedup_run, tmp_pat
     bad = load_config(path, ["dedup.threshold=0.5", "run_name=bad"])
     with pytest.raises(Exception, match=r"dedup\.previous_indexes\.0"):
         run_web_corpus(bad, progress=False)
+
+
+def test_star_steps_accept_a_partition_without_edges():
+    """A run whose filters left nothing (or a partition no edge hashes to) must not crash dedup."""
+    import numpy as np
+
+    from curation.dedup import both_directions, large_star, orient_for_small_star, small_star
+
+    empty = np.empty(0, dtype=np.int64)
+    for step in (large_star, small_star, orient_for_small_star, both_directions):
+        src, dst = step(empty, empty)
+        assert len(src) == len(dst) == 0
