@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_trainer import train_cli
+from tests.test_trainer import tokens, train_cli  # noqa: F401 (the module's shard fixture)
 from tokenizer.model import special_tokens
 from trainer.model import ModelConfig, Transformer, lm_loss
 from trainer.objectives import IGNORE, ObjectiveConfig, make_objective
@@ -208,3 +208,67 @@ def test_distillation_loss_is_kl_on_softened_logits_plus_cross_entropy():
     assert torch.allclose(ce, ref_ce) and torch.allclose(loss, 0.7 * 4 * kl + 0.3 * ref_ce, rtol=1e-5)
     same, _ = distill_loss(s, s, y, alpha=1.0, temperature=3.0)
     assert same.abs().item() < 1e-4  # a student equal to its teacher has nothing to learn
+
+
+# --- end to end on the bundled corpus's shards ----------------------------------------------
+
+SMALL = ["model.vocab_size=1", "optim.micro_batch=8"]  # vocabulary: raised to the tokenizer's (plus the special ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["mlm", "span"])
+def test_each_objective_learns_on_the_shards(tokens, tmp_path, kind):
+    metrics = train_cli(tokens, tmp_path / kind, *SMALL, f"objective.kind={kind}", "optim.steps=40", "optim.lr=1e-2", "log.val_every=40")
+    first, last = metrics[0]["loss"], np.mean([m["loss"] for m in metrics[-5:]])
+    config = json.loads((tmp_path / kind / "config.json").read_text())
+    manifest = json.loads((tokens / "manifest.json").read_text())
+    assert config["model"]["vocab_size"] == manifest["tokenizer"]["special"]["vocab_size"]  # mask and sentinels embedded
+    assert config["model"]["bidirectional"] == (kind == "mlm")
+    assert first > math.log(manifest["tokenizer"]["vocab_size"]) - 0.5 and last < first - 1.0, (first, last)
+    assert metrics[-1]["val_loss"] < first - 1.0
+
+
+@pytest.mark.slow
+def test_masked_lm_resumes_exactly_on_another_number_of_processes(tokens, tmp_path):
+    straight = train_cli(tokens, tmp_path / "straight", *SMALL, "objective.kind=mlm", "optim.steps=6")
+    train_cli(tokens, tmp_path / "resumed", *SMALL, "objective.kind=mlm", "optim.steps=6", "stop_after=3")
+    resumed = train_cli(tokens, tmp_path / "resumed", *SMALL, "objective.kind=mlm", "optim.steps=6", nproc=2)
+    for a, b in zip(straight[3:], resumed[3:]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-4), a["step"]
+
+
+@pytest.mark.slow
+def test_distilled_student_beats_the_student_trained_alone(tokens, tmp_path):
+    common = [*SMALL, "optim.micro_batch=16", "optim.lr=1e-2", "log.val_batches=8"]
+    train_cli(tokens, tmp_path / "teacher", *common, "model.d_model=96", "optim.steps=150", "checkpoint.every=150")
+    student = [*common, "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "optim.steps=40", "log.val_every=40"]
+    alone = train_cli(tokens, tmp_path / "alone", *student)
+    distilled = train_cli(tokens, tmp_path / "distilled", *student, f"distill.teacher={tmp_path / 'teacher'}", "distill.alpha=0.9", "distill.temperature=1.0")
+    # held-out cross-entropy at equal steps (the training loss of the distilled run is the mixed loss)
+    assert distilled[-1]["val_loss"] < alone[-1]["val_loss"] - 0.1, (distilled[-1]["val_loss"], alone[-1]["val_loss"])
+
+
+@pytest.mark.slow
+def test_planner_memory_is_within_20_percent_of_the_measured_state_per_sharding_choice(tokens, tmp_path):
+    from trainer.plan import memory_per_gpu
+
+    planner_row = {"replicate": "replicate (DDP)", "grad_op": "ZeRO-2", "full": "full shard (ZeRO-3)"}
+    measured = {}
+    for sharding, row in planner_row.items():
+        out = tmp_path / sharding
+        metrics = train_cli(tokens, out, *SMALL, "optim.global_batch=8", "optim.micro_batch=4", "optim.steps=2", "parallel.mixed_precision=bf16",
+                            f"parallel.sharding={sharding}", nproc=2)
+        params = Transformer(ModelConfig(**json.loads((out / "config.json").read_text())["model"])).num_params(exclude_embeddings=False)
+        measured[sharding] = metrics[-1]["model_state_bytes"]  # step 2: Adam's moments exist
+        estimate = memory_per_gpu(params, 2)[row]
+        assert measured[sharding] == pytest.approx(estimate, rel=0.2), (sharding, measured[sharding], estimate, metrics[-1]["model_state_parts"])
+    assert measured["full"] < measured["replicate"] / 1.9 and measured["grad_op"] < measured["replicate"] / 1.9
+
+
+def test_cpu_offload_is_refused_on_the_cpu_with_the_field_named():
+    from trainer.config import ParallelConfig
+    from trainer.parallel import parallelize
+
+    model = Transformer(ModelConfig(vocab_size=VOCAB, seq_len=16, d_model=32, n_layers=1, n_heads=2))
+    with pytest.raises(ValueError, match="parallel.cpu_offload"):
+        parallelize(model, ParallelConfig(cpu_offload=True), 2, "cpu")
