@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.test_trainer import tokens, train_cli  # noqa: F401 (the module's shard fixture)
-from tokenizer.model import special_tokens
+from tokenizer.special import special_tokens
 from trainer.model import ModelConfig, Transformer, lm_loss
 from trainer.objectives import IGNORE, ObjectiveConfig, make_objective
 
@@ -272,3 +272,20 @@ def test_cpu_offload_is_refused_on_the_cpu_with_the_field_named():
     model = Transformer(ModelConfig(vocab_size=VOCAB, seq_len=16, d_model=32, n_layers=1, n_heads=2))
     with pytest.raises(ValueError, match="parallel.cpu_offload"):
         parallelize(model, ParallelConfig(cpu_offload=True), 2, "cpu")
+
+
+def test_special_ids_lie_past_the_sentencepiece_vocabulary_and_text_never_encodes_to_them(tmp_path):
+    from tokenizer.model import Tokenizer
+    from tokenizer.train import SentencePieceSettings, train_sentencepiece
+
+    texts = ["The court held that the contract was void.\nDosage: 5 mg twice daily.", "Bond yields rose 3% on Friday."] * 20
+    path = tmp_path / "spm.model"
+    path.write_bytes(train_sentencepiece(texts, SentencePieceSettings(vocab_size=300)))
+    tok = Tokenizer(path)
+    special = tok.special
+    assert special["mask_id"] == tok.vocab_size and special["vocab_size"] == tok.vocab_size + 1 + special["sentinels"]
+    text = "A page quoting <extra_id_0> and <mask> literally."
+    ids = tok.encode(text)
+    assert max(ids) < tok.vocab_size and tok.decode(ids) == text
+    first = special["first_sentinel_id"]
+    assert tok.decode(tok.encode("Bond ") + [first + 1] + tok.encode(" rose") + [special["mask_id"]]) == "Bond <extra_id_1> rose<mask>"

@@ -15,7 +15,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from tqdm import tqdm
 
 from trainer.config import TrainConfig
-from tokenizer.model import special_tokens
+from tokenizer.special import special_tokens
 from trainer.data import MixtureSampler, load_streams
 from trainer.distill import distill_loss, load_teacher
 from trainer.memory import model_state_bytes
