@@ -106,6 +106,17 @@ def attention_rule(causal: bool, window: int | None, prefix: torch.Tensor | None
     return allowed
 
 
+@torch.compiler.disable  # built eagerly, also inside a compiled step (as torchtitan builds its block masks outside)
+def build_mask(rule, t: int, device: torch.device, prefix: torch.Tensor | None, flex: bool):
+    """A flex_attention BlockMask, or an SDPA boolean mask (batch or 1, 1, t, t), from ``rule``."""
+    batch = prefix.shape[0] if prefix is not None else 1
+    if flex:
+        return create_block_mask(lambda b, h, q, k: rule(b, q, k), batch if prefix is not None else None, None, t, t, device=device)
+    idx = torch.arange(t, device=device)
+    b = torch.arange(batch, device=device)[:, None, None]
+    return rule(b, idx[None, :, None], idx[None, None, :])[:, None]
+
+
 @lru_cache(maxsize=1)
 def _flex_attention():
     """flex_attention compiled once (eager flex materialises the scores; compiled it is a fused kernel)."""
@@ -239,14 +250,7 @@ class Transformer(nn.Module):
             if not local and prefix is None:
                 masks[local] = CAUSAL if causal else None
                 continue
-            rule = attention_rule(causal, c.window if local else None, prefix)
-            batch = prefix.shape[0] if prefix is not None else 1
-            if use_flex:
-                masks[local] = create_block_mask(lambda b, h, q, k, rule=rule: rule(b, q, k), batch if prefix is not None else None, None, t, t, device=device)
-            else:
-                idx = torch.arange(t, device=device)
-                b = torch.arange(batch, device=device)[:, None, None]
-                masks[local] = rule(b, idx[None, :, None], idx[None, None, :])[:, None]
+            masks[local] = build_mask(attention_rule(causal, c.window if local else None, prefix), t, device, prefix, use_flex)
         return masks
 
     def forward(self, tokens: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
