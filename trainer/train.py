@@ -202,7 +202,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         took = time.perf_counter() - t0
-        tokens_per_s = global_targets / took
+        tokens_per_s = o.global_batch * cfg.model.seq_len / took  # positions processed (MLM predicts only 15% of them)
         record = {
             "step": step + 1,
             "loss": totals[0].item() / global_targets,
@@ -214,7 +214,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
             "data_time_share": data_time / took,
             "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
             # parameters, gradients, optimizer state and gathered parameters of the fullest
-            # process, at its fuller moment (end of forward, or after the optimizer step)
+            # process, at its fuller moment (end of forward, or after the optimizer step); the
+            # parts are those of the process that logs
             "model_state_bytes": int(state_max.item()),
             "model_state_parts": state_peak,
         }
