@@ -228,6 +228,30 @@ def bench_variant(micro: int, steps: int, overrides: list[str]) -> dict:
     return {"rate": rate, "n": n, "max_allocated": peak[0].item(), "state": peak[1].item(), "plan": plan, "world": world}
 
 
+def check_flex(window: int = 128) -> None:
+    """Local/global and prefix masks through flex_attention (compiled, CUDA) against SDPA with the
+    boolean mask: outputs and gradients of a small model, fp32, and bf16 under autocast."""
+    from trainer.model import ModelConfig, Transformer
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=1000, seq_len=512, d_model=256, n_layers=4, n_heads=4, window=window, attention_pattern="LG", attention_backend="sdpa")
+    model = Transformer(cfg).cuda()
+    x = torch.randint(0, 1000, (4, 512), device="cuda")
+    for prefix in (None, torch.tensor([10, 100, 300, 511], device="cuda")):
+        for dtype in (torch.float32, torch.bfloat16):
+            results = []
+            for backend in ("sdpa", "flex"):
+                cfg.attention_backend = backend
+                model.zero_grad()
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                    out = model(x, prefix)
+                out.float().square().mean().backward()
+                results.append((out.float(), model.layers[0].attn.qkv.weight.grad.clone()))
+            (a, ga), (b, gb) = results
+            print(f"flex vs sdpa, window {window}, prefix {prefix is not None}, {dtype}: max |out diff| {(a - b).abs().max().item():.2e} "
+                  f"(|out| {a.abs().max().item():.2e}), max |grad diff| {(ga - gb).abs().max().item():.2e} (|grad| {ga.abs().max().item():.2e})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -237,7 +261,11 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="also our model without FSDP (one compiled graph), with and without soft-cap/z-loss")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="the trainer's step with comma-separated section.field=value overrides, e.g. offload=parallel.cpu_offload=true")
+    parser.add_argument("--check-flex", action="store_true", help="only compare flex_attention with SDPA on local/global and prefix masks")
     args = parser.parse_args()
+    if args.check_flex:
+        check_flex()
+        return
     if args.variant:
         import torch.distributed as dist
 

@@ -140,8 +140,8 @@ class Attention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)  # QK-norm bounds the attention logits
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if isinstance(mask, BlockMask):
-            y = _flex_attention()(q, k, v, block_mask=mask)
+        if isinstance(mask, BlockMask):  # flex_attention is not autocast-aware: one dtype for q, k, v
+            y = _flex_attention()(q.to(v.dtype), k.to(v.dtype), v, block_mask=mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if isinstance(mask, str) else mask, is_causal=mask is CAUSAL,
                                                dropout_p=self.cfg.dropout if self.training else 0.0)
