@@ -10,7 +10,7 @@ import torch
 from tests.test_trainer import tokens, train_cli  # noqa: F401 (the module's shard fixture)
 from tokenizer.special import special_tokens
 from trainer.model import ModelConfig, Transformer, lm_loss
-from trainer.objectives import IGNORE, ObjectiveConfig, make_objective
+from trainer.objectives import IGNORE, ObjectiveConfig, make_objective, random_spans
 
 VOCAB = 500
 SPECIAL = special_tokens(VOCAB)
@@ -88,8 +88,7 @@ def test_span_corruption_reconstructs_the_spans_from_the_sentinels():
         labels = batch.targets[r]
         assert (labels[: p - 1] == IGNORE).all() and (labels[p - 1 + span.targets_per_sequence :] == IGNORE).all()
         assert labels[p - 1 : p - 1 + span.targets_per_sequence].tolist() == targets
-    lengths = [b - a for seq in range(200) for a, b in __import__("trainer.objectives", fromlist=["x"]).random_spans(
-        span.raw, span.noise, span.spans, np.random.default_rng(seq))]
+    lengths = [b - a for seq in range(200) for a, b in random_spans(span.raw, span.noise, span.spans, np.random.default_rng(seq))]
     assert np.mean(lengths) == pytest.approx(span.noise / span.spans)  # about 3
 
 
