@@ -1,6 +1,10 @@
 """GPU training throughput: our 124M config beside a nanoGPT-style GPT-2 124M, same shapes, same run.
 
     python benchmarks/train_gpu.py [--steps 30] [--micro-batch 16] [--skip-ours] [--skip-reference]
+    python benchmarks/train_gpu.py --skip-reference --skip-ours --variant global= \
+        --variant local=model.window=256,model.attention_pattern=LLLG --variant offload=parallel.cpu_offload=true
+    torchrun --nproc_per_node=2 benchmarks/train_gpu.py --skip-reference --skip-ours \
+        --variant full=parallel.sharding=full --variant grad_op=parallel.sharding=grad_op --variant replicate=parallel.sharding=replicate
 
 Run it on a lent GPU (the device tool). It first measures the bf16 matmul peak of the GPU
 (8192^3 products), then times training steps (forward, backward, AdamW) of
@@ -11,6 +15,12 @@ Run it on a lent GPU (the device tool). It first measures the bf16 matmul peak o
 MFU counts 6N + 12·L·H·Q·T FLOPs per token (N: non-embedding parameters) against both the
 measured matmul peak and the data-sheet peak (989 TFLOP/s dense bf16 for the H100 SXM).
 Random tokens: this measures the step, not the data (the data loader's share is in metrics.jsonl).
+
+``--variant name=section.field=value,...`` times the trainer's step (124m preset) with those
+overrides and reports, besides tokens/s, ``torch.cuda.max_memory_allocated`` (everything: weights,
+gradients, optimizer state, activations, buffers), the model state counted from the live tensors
+(``trainer.memory.model_state_bytes``, the trainer's ``model_state_bytes``) and the planner's
+estimate for the sharding (``trainer.plan.memory_per_gpu``).
 """
 
 from __future__ import annotations
@@ -174,6 +184,74 @@ def bench_ours_plain(micro: int, steps: int, softcap: float | None, z_loss: floa
     return time_steps(step, steps, tokens), n
 
 
+def bench_variant(micro: int, steps: int, overrides: list[str]) -> dict:
+    """The trainer's step (parallelize + forward_loss, 124m preset) with ``overrides``; memory as measured."""
+    import torch.distributed as dist
+
+    from trainer.config import load_train_config
+    from trainer.distributed import init_distributed
+    from trainer.memory import model_state_bytes
+    from trainer.model import Transformer
+    from trainer.optim import param_groups
+    from trainer.parallel import parallelize
+    from trainer.plan import memory_per_gpu
+    from trainer.train import forward_loss
+
+    _, world, device = init_distributed()
+    cfg = load_train_config("124m", overrides=[f"optim.micro_batch={micro}", *overrides])
+    torch.manual_seed(0)
+    model = Transformer(cfg.model).cuda()
+    n, total = model.num_params(), model.num_params(exclude_embeddings=False)
+    model = parallelize(model, cfg.parallel, world, "cuda")
+    step_loss = forward_loss(model, cfg, world, device)
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95), fused=not cfg.parallel.cpu_offload)
+    x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
+    tokens = micro * SHAPE["seq"]
+    state = {"bytes": 0}
+
+    def step():
+        loss, _, _ = step_loss(x[:, :-1], x[:, 1:])
+        parts = model_state_bytes(model, opt)
+        (loss / tokens).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state["bytes"] = max(sum(parts.values()), sum(model_state_bytes(model, opt).values()))
+        opt.zero_grad(set_to_none=True)
+
+    torch.cuda.reset_peak_memory_stats()
+    rate = time_steps(step, steps, tokens) * world
+    row = {"replicate": "replicate (DDP)", "grad_op": "ZeRO-2", "full": "full shard (ZeRO-3)"}.get(cfg.parallel.sharding)
+    plan = memory_per_gpu(total, world)[row] if row and world > 1 else memory_per_gpu(total, 1)["replicate (DDP)"]
+    peak = torch.tensor([torch.cuda.max_memory_allocated(), state["bytes"]], device="cuda", dtype=torch.float64)
+    dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    del model, opt, step_loss
+    return {"rate": rate, "n": n, "max_allocated": peak[0].item(), "state": peak[1].item(), "plan": plan, "world": world}
+
+
+def check_flex(window: int = 128) -> None:
+    """Local/global and prefix masks through flex_attention (compiled, CUDA) against SDPA with the
+    boolean mask: outputs and gradients of a small model, fp32, and bf16 under autocast."""
+    from trainer.model import ModelConfig, Transformer
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=1000, seq_len=512, d_model=256, n_layers=4, n_heads=4, window=window, attention_pattern="LG", attention_backend="sdpa")
+    model = Transformer(cfg).cuda()
+    x = torch.randint(0, 1000, (4, 512), device="cuda")
+    for prefix in (None, torch.tensor([10, 100, 300, 511], device="cuda")):
+        for dtype in (torch.float32, torch.bfloat16):
+            results = []
+            for backend in ("sdpa", "flex"):
+                cfg.attention_backend = backend
+                model.zero_grad()
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                    out = model(x, prefix)
+                out.float().square().mean().backward()
+                results.append((out.float(), model.layers[0].attn.qkv.weight.grad.clone()))
+            (a, ga), (b, gb) = results
+            print(f"flex vs sdpa, window {window}, prefix {prefix is not None}, {dtype}: max |out diff| {(a - b).abs().max().item():.2e} "
+                  f"(|out| {a.abs().max().item():.2e}), max |grad diff| {(ga - gb).abs().max().item():.2e} (|grad| {ga.abs().max().item():.2e})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -181,7 +259,29 @@ def main() -> None:
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--plain", action="store_true", help="also our model without FSDP (one compiled graph), with and without soft-cap/z-loss")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="the trainer's step with comma-separated section.field=value overrides, e.g. offload=parallel.cpu_offload=true")
+    parser.add_argument("--check-flex", action="store_true", help="only compare flex_attention with SDPA on local/global and prefix masks")
     args = parser.parse_args()
+    if args.check_flex:
+        check_flex()
+        return
+    if args.variant:
+        import torch.distributed as dist
+
+        results = []
+        for spec in args.variant:
+            name, _, overrides = spec.partition("=")
+            results.append((name, bench_variant(args.micro_batch, args.steps, [o for o in overrides.split(",") if o])))
+            torch.cuda.empty_cache()
+        if dist.get_rank() == 0:
+            print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}; 124m preset, micro-batch {args.micro_batch} per GPU, {args.steps} timed steps, "
+                  f"{results[0][1]['world']} process(es)")
+            print(f"{'variant':<14}{'tokens/s':>11}{'max alloc GiB':>15}{'model state GiB':>17}{'planner GiB':>13}{'state/plan':>12}")
+            for name, r in results:
+                print(f"{name:<14}{r['rate']:>11.0f}{r['max_allocated'] / 2**30:>15.2f}{r['state'] / 2**30:>17.2f}{r['plan'] / 2**30:>13.2f}{r['state'] / r['plan']:>12.2f}")
+        dist.destroy_process_group()
+        return
     torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name()
     peak = matmul_peak()

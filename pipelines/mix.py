@@ -210,7 +210,8 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
         )
     manifest = {
         "format": "arrow-ipc: tokens list<%s> (EOS appended), domain string, doc_id string; one record batch" % dtype.name,
-        "tokenizer": {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "model": "../tokenizer/spm.model"},
+        "tokenizer": {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "model": "../tokenizer/spm.model",
+                      "special": tokenizer.special},
         "dtype": dtype.name,
         "documents": sum(e["documents"] for e in written),
         "tokens": tokens_total,

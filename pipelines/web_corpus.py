@@ -65,7 +65,7 @@ def ensure_tokenizer(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], pro
     info["sha256"] = model_sha256(model)
     atomic_write_bytes(run.tokenizer_model, model)
     tokenizer = Tokenizer(run.tokenizer_model)
-    info.update(vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id)
+    info.update(vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id, special=tokenizer.special)
     atomic_write_json(run.tokenizer_info, info)
     return tokenizer
 

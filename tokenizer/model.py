@@ -1,4 +1,6 @@
-"""Loading a sentencepiece model and counting or encoding tokens with it."""
+"""Loading a sentencepiece model and counting or encoding tokens with it; the special ids
+the objectives add past its vocabulary (``tokenizer.special``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from tokenizer.special import special_tokens
 from tokenizer.train import model_sha256
 
 
@@ -36,5 +39,22 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         return self.processor.encode(text)
 
+    @property
+    def special(self) -> dict:
+        return special_tokens(self.vocab_size)
+
     def decode(self, ids: list[int]) -> str:
-        return self.processor.decode(ids)
+        """Text of ``ids``; the special ids read ``<mask>`` and ``<extra_id_k>`` (T5's names)."""
+        n = self.vocab_size
+        if all(i < n for i in ids):
+            return self.processor.decode(ids)
+        out, run = [], []
+        for i in ids:
+            if i < n:
+                run.append(i)
+                continue
+            out.append(self.processor.decode(run))
+            run = []
+            out.append("<mask>" if i == n else f"<extra_id_{i - n - 1}>")
+        out.append(self.processor.decode(run))
+        return "".join(out)

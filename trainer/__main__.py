@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         train(cfg, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:  # a setting the data, the teacher or the device cannot meet
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

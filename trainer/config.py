@@ -8,7 +8,9 @@ from typing import Any
 
 import yaml
 
+from trainer.distill import DistillConfig
 from trainer.model import ModelConfig
+from trainer.objectives import ObjectiveConfig
 
 
 @dataclass
@@ -27,7 +29,7 @@ class OptimConfig:
     lr: float = 3e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 20
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = "cosine"  # cosine | constant | noam (inverse square root after warmup)
     restart_every: int | None = None  # SGDR: restart the cosine every N steps after warmup
     weight_decay: float = 0.1
     beta1: float = 0.9
@@ -36,7 +38,11 @@ class OptimConfig:
     grad_clip: float = 1.0
     z_loss: float = 1e-4
     label_smoothing: float = 0.0
-    seed: int = 0
+    seed: int = 0  # model init and the objectives' masking (keyed by seed and global sequence index)
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "constant", "noam"):
+            raise ValueError(f"optim.schedule must be cosine, constant or noam, got {self.schedule!r}")
 
 
 @dataclass
@@ -46,6 +52,7 @@ class ParallelConfig:
     mixed_precision: str = "bf16"  # bf16 (bf16 compute, fp32 reduce) | fp32
     activation_checkpointing: bool = False
     compile: bool = False
+    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy: sharded parameters, gradients and optimizer state live in host memory (CUDA only)
 
 
 @dataclass
@@ -65,6 +72,8 @@ class LogConfig:
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)

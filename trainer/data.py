@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokenizer.shards import TokenShard
-
 
 class DomainStream:
     """The documents of one domain, end to end, read through the shards' memory maps."""
@@ -50,6 +48,8 @@ class DomainStream:
 def load_streams(manifest_path: Path, val_fraction: float) -> tuple[dict[str, DomainStream], dict[str, DomainStream], dict]:
     """(train streams, validation streams) per domain; the last ``val_fraction`` of each domain's
     documents, in manifest order, is held out."""
+    from tokenizer.shards import TokenShard  # pyarrow only where shards are read (the GPU benchmark imports the trainer without it)
+
     manifest = json.loads(Path(manifest_path).read_text())
     docs: dict[str, list] = {}
     for entry in manifest["shards"]:

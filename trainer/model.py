@@ -1,4 +1,9 @@
-"""A decoder-only transformer whose every element of the stable-training recipe is a switch.
+"""A transformer whose every element of the stable-training recipe is a switch.
+
+Causal (decoder) by default; bidirectional for masked-LM encoders (``bidirectional``); a prefix-LM
+when ``forward`` is given per-sequence prefix lengths (bidirectional over the prefix, causal after:
+T5 span corruption on the decoder). Layers may alternate sliding-window (local) and full (global)
+attention (``window``, ``attention_pattern``).
 
 The model knows nothing of distribution, precision or compilation: ``trainer.parallel`` applies
 those from the outside (the torchtitan way).
@@ -8,10 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 
 @dataclass
@@ -30,7 +37,12 @@ class ModelConfig:
     dropout: float = 0.0
     rope_base: float = 10000.0
     init_std: float = 0.02
-    depth_scaled_init: bool = True  # output projections get std / sqrt(2 * n_layers)
+    init: str = "normal"  # matrices: normal (init_std) | xavier (Glorot normal) | he (Kaiming normal, fan-in)
+    depth_scaled_init: bool = True  # output projections of the residual branches get std / sqrt(2 * n_layers)
+    bidirectional: bool = False  # every position attends to every other (masked-LM encoders)
+    window: int | None = None  # sliding-window width of local layers (a position sees itself and window - 1 others)
+    attention_pattern: str = "G"  # per layer, repeated: L local, G global; "LG" alternates, "LLLG" is 3 local : 1 global
+    attention_backend: str = "auto"  # auto (flex_attention for masked layers on CUDA, else SDPA) | sdpa | flex
 
     @property
     def head_dim(self) -> int:
@@ -45,9 +57,17 @@ class ModelConfig:
     def __post_init__(self):
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
-        for name, value, allowed in (("norm", self.norm, ("rmsnorm", "layernorm")), ("positions", self.positions, ("rope", "learned")), ("mlp", self.mlp, ("swiglu", "gelu"))):
+        for name, value, allowed in (("norm", self.norm, ("rmsnorm", "layernorm")), ("positions", self.positions, ("rope", "learned")), ("mlp", self.mlp, ("swiglu", "gelu")),
+                                     ("init", self.init, ("normal", "xavier", "he")), ("attention_backend", self.attention_backend, ("auto", "sdpa", "flex"))):
             if value not in allowed:
                 raise ValueError(f"model.{name} must be one of {allowed}, got {value!r}")
+        if not self.attention_pattern or set(self.attention_pattern) - {"L", "G"}:
+            raise ValueError(f"model.attention_pattern must be a string of L (local) and G (global), got {self.attention_pattern!r}")
+        if "L" in self.attention_pattern and not (self.window and self.window > 0):
+            raise ValueError("model.window must be a positive width when model.attention_pattern has local (L) layers")
+
+    def layer_is_local(self, i: int) -> bool:
+        return self.attention_pattern[i % len(self.attention_pattern)] == "L"
 
 
 def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:
@@ -68,6 +88,41 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
 
+CAUSAL = "causal"  # the plain causal mask: SDPA's is_causal fast path, no mask tensor
+
+
+def attention_rule(causal: bool, window: int | None, prefix: torch.Tensor | None):
+    """``allowed(b, query, key)`` for one layer, on index tensors; the one definition both the
+    SDPA boolean mask and the flex_attention block mask are built from."""
+
+    def allowed(b, q_idx, kv_idx):
+        ok = kv_idx <= q_idx if causal else q_idx >= 0
+        if prefix is not None:  # prefix-LM: the prefix is seen both ways
+            ok = ok | (kv_idx < prefix[b])
+        if window is not None:
+            ok = ok & (q_idx - kv_idx < window) & (kv_idx - q_idx < window)
+        return ok
+
+    return allowed
+
+
+@torch.compiler.disable  # built eagerly, also inside a compiled step (as torchtitan builds its block masks outside)
+def build_mask(rule, t: int, device: torch.device, prefix: torch.Tensor | None, flex: bool):
+    """A flex_attention BlockMask, or an SDPA boolean mask (batch or 1, 1, t, t), from ``rule``."""
+    batch = prefix.shape[0] if prefix is not None else 1
+    if flex:
+        return create_block_mask(lambda b, h, q, k: rule(b, q, k), batch if prefix is not None else None, None, t, t, device=device)
+    idx = torch.arange(t, device=device)
+    b = torch.arange(batch, device=device)[:, None, None]
+    return rule(b, idx[None, :, None], idx[None, None, :])[:, None]
+
+
+@lru_cache(maxsize=1)
+def _flex_attention():
+    """flex_attention compiled once (eager flex materialises the scores; compiled it is a fused kernel)."""
+    return torch.compile(flex_attention, dynamic=False)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -77,13 +132,19 @@ class Attention(nn.Module):
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else nn.Identity()
         self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, mask=CAUSAL) -> torch.Tensor:
+        """``mask``: CAUSAL, None (every position sees every other), a boolean tensor
+        (batch or 1, 1, T, T; True = may attend) or a flex_attention BlockMask."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.cfg.n_heads, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
         q, k = self.q_norm(q), self.k_norm(k)  # QK-norm bounds the attention logits
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.cfg.dropout if self.training else 0.0)
+        if isinstance(mask, BlockMask):  # flex_attention is not autocast-aware: one dtype for q, k, v
+            y = _flex_attention()(q.to(v.dtype), k.to(v.dtype), v, block_mask=mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if isinstance(mask, str) else mask, is_causal=mask is CAUSAL,
+                                               dropout_p=self.cfg.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -114,8 +175,8 @@ class Block(nn.Module):
         self.mlp_norm, self.mlp = make_norm(cfg, cfg.d_model), MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rope) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.attn_norm(x), rope))
+    def forward(self, x: torch.Tensor, rope, mask=CAUSAL) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), rope, mask))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
@@ -150,22 +211,59 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
 
+    def initial_std(self, name: str, p: torch.Tensor) -> float:
+        """The std a weight matrix starts from: normal (``init_std``), Xavier/Glorot
+        (sqrt(2 / (fan_in + fan_out))) or He/Kaiming (sqrt(2 / fan_in)) for the linear layers;
+        embeddings always ``init_std``. Depth scaling divides the residual branches' output
+        projections by sqrt(2 * n_layers) (GPT-2), whatever the base rule."""
+        c = self.cfg
+        fan_out, fan_in = p.shape
+        std = c.init_std
+        if "embed" not in name and "pos." not in name:
+            if c.init == "xavier":
+                std = math.sqrt(2.0 / (fan_in + fan_out))
+            elif c.init == "he":
+                std = math.sqrt(2.0 / fan_in)
+        if c.depth_scaled_init and name.endswith(("attn.out.weight", "mlp.out.weight")):
+            std /= math.sqrt(2 * c.n_layers)
+        return std
+
     def reset_parameters(self) -> None:
-        std = self.cfg.init_std
-        out_std = std / math.sqrt(2 * self.cfg.n_layers) if self.cfg.depth_scaled_init else std
         for name, p in self.named_parameters():
             if p.dim() < 2:
                 continue  # norm weights keep their ones
-            nn.init.normal_(p, std=out_std if name.endswith(("attn.out.weight", "mlp.out.weight")) else std)
+            nn.init.normal_(p, std=self.initial_std(name, p))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (soft-capped when configured) for every position of ``tokens``."""
+    def attention_masks(self, t: int, device: torch.device, prefix: torch.Tensor | None = None) -> dict[bool, object]:
+        """The mask of global (False) and local (True) layers for sequences of length ``t``.
+
+        The full causal and the full bidirectional cases need no mask (SDPA's fast paths); the
+        others are a flex_attention BlockMask on CUDA (sparse blocks outside the window are
+        skipped) or an SDPA boolean mask elsewhere (flex has no CPU backward).
+        """
+        c = self.cfg
+        causal = not c.bidirectional
+        backend = c.attention_backend
+        use_flex = backend == "flex" or (backend == "auto" and device.type == "cuda" and not (c.dropout and self.training))
+        masks: dict[bool, object] = {}
+        for local in sorted({c.layer_is_local(i) for i in range(c.n_layers)}):
+            if not local and prefix is None:
+                masks[local] = CAUSAL if causal else None
+                continue
+            masks[local] = build_mask(attention_rule(causal, c.window if local else None, prefix), t, device, prefix, use_flex)
+        return masks
+
+    def forward(self, tokens: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (soft-capped when configured) for every position of ``tokens``; ``prefix``
+        (batch,) makes each sequence's first ``prefix[b]`` positions visible both ways (prefix-LM)."""
         x = self.embed(tokens)
+        t = tokens.shape[1]
         if self.pos is not None:
-            x = x + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
+            x = x + self.pos(torch.arange(t, device=tokens.device))
         rope = (self.rope_cos, self.rope_sin) if self.pos is None else None
-        for layer in self.layers:
-            x = layer(x, rope)
+        masks = self.attention_masks(t, tokens.device, prefix)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, rope, masks[self.cfg.layer_is_local(i)])
         return self.output(x)
 
     def num_params(self, exclude_embeddings: bool = True) -> int:

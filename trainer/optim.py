@@ -9,10 +9,27 @@ import torch
 from trainer.config import OptimConfig
 
 
+def noam_factor(step: int, warmup: int) -> float:
+    """The original Transformer's schedule divided by its peak: min(s^-0.5, s * w^-1.5) * w^0.5,
+    with s = step + 1. It rises linearly to 1 at s = w, then decays as sqrt(w / s)."""
+    s = step + 1
+    return min(s**-0.5, s * warmup**-1.5) * warmup**0.5
+
+
+def noam_peak_lr(d_model: int, warmup: int, scale: float = 1.0) -> float:
+    """Peak of lr = scale * d^-0.5 * min(s^-0.5, s * w^-1.5) (Vaswani et al. 2017, eq. 3), at s = w."""
+    return scale * d_model**-0.5 * warmup**-0.5
+
+
 def lr_lambda(cfg: OptimConfig):
-    """Linear warmup, then cosine to ``min_lr_ratio`` (restarting every ``restart_every`` steps)."""
+    """Multiplier of ``optim.lr`` per step: linear warmup, then cosine to ``min_lr_ratio``
+    (restarting every ``restart_every`` steps), or constant; or ``noam``, the inverse square root
+    (``noam_factor``). With ``noam`` and ``optim.lr`` 0 the trainer sets the peak from the
+    paper's formula, lr = d^-0.5 * min(s^-0.5, s * w^-1.5) (``noam_peak_lr``)."""
 
     def factor(step: int) -> float:
+        if cfg.schedule == "noam":
+            return noam_factor(step, max(1, cfg.warmup_steps))
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         if cfg.schedule == "constant":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
 from trainer.config import ParallelConfig
 from trainer.model import Transformer
@@ -27,7 +27,10 @@ def parallelize(model: Transformer, cfg: ParallelConfig, world: int, device_type
     an H100: 28% MFU with it, 42% without), so the model stays plain, bf16 comes from autocast
     (``forward_loss``) and the whole model is compiled as one graph, as torchtitan does at degree 1.
     """
-    if world == 1:
+    if cfg.cpu_offload and device_type != "cuda":
+        raise ValueError("parallel.cpu_offload moves FSDP2's sharded state from the GPU to host memory; "
+                         f"training runs on {device_type!r}, where the state already is in host memory")
+    if world == 1 and not cfg.cpu_offload:  # offloading needs FSDP2, also for one process
         if cfg.activation_checkpointing:
             from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 
@@ -50,7 +53,11 @@ def parallelize(model: Transformer, cfg: ParallelConfig, world: int, device_type
     # grad_op keeps the gathered parameters from forward to backward (ZeRO-2-like: only
     # gradients and optimizer state stay sharded between the passes)
     reshard = cfg.sharding != "grad_op"
+    # offload: parameters, gradients and optimizer state stay sharded in pinned host memory; each
+    # block's parameters are copied to the GPU for its all-gather, its gradients copied back, and
+    # the optimizer steps on the CPU
+    offload = CPUOffloadPolicy(pin_memory=True) if cfg.cpu_offload else OffloadPolicy()
     for layer in model.layers:
-        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
-    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard, offload_policy=offload)
+    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard, offload_policy=offload)
     return model

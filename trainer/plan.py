@@ -16,6 +16,11 @@ Formulas (printed with the answer):
     ZeRO-1 (optimizer sharded) 2 + 2 + 12/N
     ZeRO-2 (+ gradients)       2 + (2 + 12)/N
     full shard (ZeRO-3/FSDP)   (2 + 2 + 12)/N
+  checked against the trainer: its ``model_state_bytes`` (parameter, gradient and Adam tensors and
+  FSDP2's gathered parameters, counted from the live tensors) lies within 20% of these for
+  parallel.sharding replicate, grad_op and full (DDP, ZeRO-2, ZeRO-3; FSDP2 has no ZeRO-1).
+  FSDP2 splits the bytes differently (fp32 sharded parameters that are the master weights,
+  fp32 gradients, bf16 parameters gathered between forward and backward), to the same totals.
 """
 
 from __future__ import annotations

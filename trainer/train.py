@@ -1,4 +1,4 @@
-"""The training loop: FSDP2, AdamW, warmup + cosine, global-token loss normalisation, exact resume."""
+"""The training loop: objectives, distillation, FSDP2, AdamW, schedules, global-token loss normalisation, exact resume."""
 
 from __future__ import annotations
 
@@ -15,29 +15,40 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from tqdm import tqdm
 
 from trainer.config import TrainConfig
+from tokenizer.special import special_tokens
 from trainer.data import MixtureSampler, load_streams
+from trainer.distill import distill_loss, load_teacher
+from trainer.memory import model_state_bytes
 from trainer.model import Transformer, lm_loss
 from trainer.distributed import init_distributed
-from trainer.optim import lr_lambda, param_groups
+from trainer.objectives import Objective, make_objective
+from trainer.optim import lr_lambda, noam_peak_lr, param_groups
 from trainer.parallel import parallelize
 from trainer.plan import datasheet_peak
 
 logger = logging.getLogger(__name__)
 
 
-def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device):
-    """(inputs, targets) -> (loss sum, z sum, target count), compiled when configured.
+def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device, teacher: Transformer | None = None):
+    """(inputs, targets, prefix) -> (loss sum, z sum, target count), compiled when configured.
 
     Under FSDP2 the blocks are compiled one by one and bf16 comes from its MixedPrecisionPolicy;
-    in a single process the model and the loss are one compiled graph under bf16 autocast.
+    in a single process the model and the loss are one compiled graph under bf16 autocast. With a
+    teacher, the loss is the distillation loss (``trainer.distill``) plus the student's z-loss.
     """
-    o = cfg.optim
-    autocast = world == 1 and cfg.parallel.mixed_precision == "bf16"
+    o, d = cfg.optim, cfg.distill
+    autocast = cfg.parallel.mixed_precision == "bf16" and (world == 1 and not cfg.parallel.cpu_offload)
 
-    def step(inputs, targets):
+    def step(inputs, targets, prefix=None):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(inputs)
-        return lm_loss(logits, targets, o.z_loss, o.label_smoothing)
+            logits = model(inputs, prefix)
+        if teacher is None:
+            return lm_loss(logits, targets, o.z_loss, o.label_smoothing)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.parallel.mixed_precision == "bf16"):
+            teacher_logits = teacher(inputs, prefix)
+        loss, _ = distill_loss(logits, teacher_logits, targets, d.alpha, d.temperature)
+        _, z, n = lm_loss(logits, targets, 0.0, 0.0)
+        return loss + o.z_loss * z, z, n
 
     return torch.compile(step) if cfg.parallel.compile else step
 
@@ -110,8 +121,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     manifest = Path(cfg.data.manifest)
     manifest = manifest / "manifest.json" if manifest.is_dir() else manifest
     train_streams, val_streams, meta = load_streams(manifest, cfg.data.val_fraction)
-    if cfg.model.vocab_size < meta["tokenizer"]["vocab_size"]:
-        cfg.model.vocab_size = meta["tokenizer"]["vocab_size"]
+    text_vocab = meta["tokenizer"]["vocab_size"]
+    # runs curated before the special ids were recorded have them at the same place
+    special = meta["tokenizer"].get("special") or special_tokens(text_vocab)
+    objective = make_objective(cfg.objective, cfg.model.seq_len, special, text_vocab, o.seed)
+    needed = text_vocab if objective.kind == "clm" else special["vocab_size"]  # mask and sentinels need embeddings
+    if cfg.model.vocab_size < needed:
+        cfg.model.vocab_size = needed
+    if objective.bidirectional and not cfg.model.bidirectional:
+        cfg.model.bidirectional = True  # a masked-LM encoder sees both ways
+        logger.info("objective.kind=%s: model.bidirectional set to true", objective.kind)
+    if o.schedule == "noam" and o.lr <= 0:  # the paper's peak, d^-0.5 * warmup^-0.5
+        o.lr = noam_peak_lr(cfg.model.d_model, max(1, o.warmup_steps))
     schedule = [(int(s), r) for s, r in cfg.data.schedule] if cfg.data.schedule else None
     sampler = MixtureSampler(train_streams, cfg.model.seq_len, cfg.data.ratios, schedule)
 
@@ -119,9 +140,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     model = Transformer(cfg.model).to(device)
     fpt = flops_per_token(model)
     model = parallelize(model, cfg.parallel, world, device.type)
-    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=device.type == "cuda")
+    teacher = None
+    if cfg.distill.teacher:
+        teacher = load_teacher(cfg.distill.teacher, device)
+        if teacher.cfg.vocab_size < cfg.model.vocab_size or teacher.cfg.bidirectional != cfg.model.bidirectional:
+            raise ValueError(f"distill.teacher {cfg.distill.teacher}: its vocabulary ({teacher.cfg.vocab_size}) and attention "
+                             f"(bidirectional {teacher.cfg.bidirectional}) must cover the student's ({cfg.model.vocab_size}, {cfg.model.bidirectional})")
+    fused = device.type == "cuda" and not cfg.parallel.cpu_offload  # offloaded state steps on the CPU
+    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
-    loss_fn = forward_loss(model, cfg, world, device)
+    loss_fn = forward_loss(model, cfg, world, device, teacher)
     ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep)
     start_step = 0
     if (latest := ckpt.latest()) is not None:
@@ -139,17 +167,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
         t0 = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        rows = sampler.batch(step, o.global_batch, rank, world).to(device, non_blocking=True)
+        first = sampler.state.sequences
+        rows = sampler.batch(step, o.global_batch, rank, world)
+        batch = objective.batch(rows, list(range(first + rank, first + o.global_batch, world))).to(device)
         data_time = time.perf_counter() - t0
-        inputs, targets = rows[:, :-1], rows[:, 1:]
-        # every position is a target: the global count is known without a collective
-        global_targets = o.global_batch * cfg.model.seq_len
+        # every objective predicts a fixed number of targets per sequence: the global count is
+        # known without a collective
+        global_targets = o.global_batch * objective.targets_per_sequence
         loss_sum = torch.zeros((), device=device)
         z_sum = torch.zeros((), device=device)
         model.train()
         for i in range(accum):
-            sl = slice(i * o.micro_batch, (i + 1) * o.micro_batch)
-            loss, z, _ = loss_fn(inputs[sl], targets[sl])
+            micro = batch[i * o.micro_batch : (i + 1) * o.micro_batch]
+            loss, z, _ = loss_fn(micro.inputs, micro.targets, micro.prefix)
+            if i == accum - 1:  # the gathered parameters are alive between forward and backward
+                after_forward = model_state_bytes(model, optimizer)
             # FSDP averages gradients over processes, so scale by world / global count: the
             # result is the mean over every target token of the step, however it was split
             (loss * world / global_targets).backward()
@@ -158,7 +190,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         optimizer.step()
+        after_step = model_state_bytes(model, optimizer)
         optimizer.zero_grad(set_to_none=True)
+        state_peak = max(after_forward, after_step, key=lambda parts: sum(parts.values()))
+        state_max = torch.tensor([sum(state_peak.values())], device=device)
+        dist.all_reduce(state_max, op=dist.ReduceOp.MAX)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         totals = torch.stack([loss_sum, z_sum])
@@ -166,7 +202,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         took = time.perf_counter() - t0
-        tokens_per_s = global_targets / took
+        tokens_per_s = o.global_batch * cfg.model.seq_len / took  # positions processed (MLM predicts only 15% of them)
         record = {
             "step": step + 1,
             "loss": totals[0].item() / global_targets,
@@ -177,9 +213,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
             "mfu": fpt * tokens_per_s / (peak * world) if peak else None,
             "data_time_share": data_time / took,
             "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+            # parameters, gradients, optimizer state and gathered parameters of the fullest
+            # process, at its fuller moment (end of forward, or after the optimizer step); the
+            # parts are those of the process that logs
+            "model_state_bytes": int(state_max.item()),
+            "model_state_parts": state_peak,
         }
         if (step + 1) % cfg.log.val_every == 0 and val_streams:
-            record["val_loss"] = evaluate(model, val_streams, cfg, rank, world, device)
+            record["val_loss"] = evaluate(model, val_streams, cfg, objective, rank, world, device)
         if rank == 0 and (step + 1) % cfg.log.every == 0:
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
@@ -198,14 +239,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
 
 
 @torch.no_grad()
-def evaluate(model, streams, cfg: TrainConfig, rank: int, world: int, device) -> float:
-    """Mean loss over a fixed slice of the held-out documents (the same slice every time)."""
+def evaluate(model, streams, cfg: TrainConfig, objective: Objective, rank: int, world: int, device) -> float:
+    """Mean cross-entropy of the objective's targets over a fixed slice of the held-out documents
+    (the same slice, and the same masks, every time)."""
     model.eval()
     sampler = MixtureSampler(streams, cfg.model.seq_len)
     total = torch.zeros(2, device=device)
+    n_rows = cfg.optim.micro_batch * world
     for _ in range(cfg.log.val_batches):
-        rows = sampler.batch(0, cfg.optim.micro_batch * world, rank, world).to(device)
-        loss, _, n = lm_loss(model(rows[:, :-1]), rows[:, 1:], 0.0, 0.0)
+        first = sampler.state.sequences
+        rows = sampler.batch(0, n_rows, rank, world)
+        batch = objective.batch(rows, list(range(first + rank, first + n_rows, world))).to(device)
+        loss, _, n = lm_loss(model(batch.inputs, batch.prefix), batch.targets, 0.0, 0.0)
         total += torch.stack([loss.detach(), n.float()])
     dist.all_reduce(total)
     model.train()
