@@ -20,6 +20,11 @@ def device_mesh(cfg: ParallelConfig, world: int, device_type: str):
     return init_device_mesh(device_type, (world // shard, shard), mesh_dim_names=("replicate", "shard"))
 
 
+def is_sharded(cfg: ParallelConfig, world: int) -> bool:
+    """Whether FSDP2 wraps the model: always past one process, and for CPU offload (which needs it)."""
+    return world > 1 or cfg.cpu_offload
+
+
 def parallelize(model: Transformer, cfg: ParallelConfig, world: int, device_type: str) -> Transformer:
     """Activation checkpointing, compile, and FSDP2 per block and at the root.
 
@@ -30,7 +35,7 @@ def parallelize(model: Transformer, cfg: ParallelConfig, world: int, device_type
     if cfg.cpu_offload and device_type != "cuda":
         raise ValueError("parallel.cpu_offload moves FSDP2's sharded state from the GPU to host memory; "
                          f"training runs on {device_type!r}, where the state already is in host memory")
-    if world == 1 and not cfg.cpu_offload:  # offloading needs FSDP2, also for one process
+    if not is_sharded(cfg, world):
         if cfg.activation_checkpointing:
             from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 

@@ -23,7 +23,7 @@ from trainer.model import Transformer, lm_loss
 from trainer.distributed import init_distributed
 from trainer.objectives import Objective, make_objective
 from trainer.optim import lr_lambda, noam_peak_lr, param_groups
-from trainer.parallel import parallelize
+from trainer.parallel import is_sharded, parallelize
 from trainer.plan import datasheet_peak
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device, teac
     teacher, the loss is the distillation loss (``trainer.distill``) plus the student's z-loss.
     """
     o, d = cfg.optim, cfg.distill
-    autocast = cfg.parallel.mixed_precision == "bf16" and (world == 1 and not cfg.parallel.cpu_offload)
+    sharded = is_sharded(cfg.parallel, world)
+    autocast = cfg.parallel.mixed_precision == "bf16" and not sharded
 
     def step(inputs, targets, prefix=None):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -50,7 +51,8 @@ def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device, teac
         _, z, n = lm_loss(logits, targets, 0.0, 0.0)
         return loss + o.z_loss * z, z, n
 
-    return torch.compile(step) if cfg.parallel.compile else step
+    # under FSDP2 `parallelize` compiled each block: compiling around them again fails in dynamo
+    return torch.compile(step) if cfg.parallel.compile and not sharded else step
 
 
 def flops_per_token(model: Transformer) -> float:

@@ -1,7 +1,7 @@
 """Tokenization benchmark: our sharded encoding on Ray against sentencepiece's own batched,
 multi-threaded encode of the same text, and against datatrove's ``DocumentTokenizer``.
 
-    python -m benchmarks.tokenize [--mb 20]
+    python -m benchmarks.tokenization [--mb 20]
 
 All three get the same documents (the curated text of the bundled corpus, repeated up to --mb)
 and the same cores. Ours and sentencepiece use the same model (BPE, 8,192 pieces, trained here on
