@@ -35,7 +35,7 @@ system-test-deps:
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose >/dev/null; }; }
 
 test: setup system-test-deps
-	$(PY) -m pytest -q --timeout=900
+	$(PY) -m pytest -q --timeout=900 --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m 'not slow' --timeout=600
