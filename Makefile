@@ -28,11 +28,12 @@ run: setup
 	$(PY) -m pipelines.web_corpus
 
 # The browser test drives Debian's Chromium; the compose test validates docker-compose.yml with
-# Debian's docker-compose 1.29 (its `config` needs no engine).
+# Debian's docker-compose 1.29 (its `config` needs no engine); the store test runs a throwaway
+# PostgreSQL server.
 system-test-deps:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v docker-compose >/dev/null || \
-	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose >/dev/null || \
-	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose >/dev/null; }; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v docker-compose >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose postgresql >/dev/null || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose postgresql >/dev/null; }; }
 
 test: setup system-test-deps
 	$(PY) -m pytest -q --timeout=900 --durations=25

@@ -9,7 +9,7 @@ import torch
 
 from tests.test_trainer import tokens, train_cli  # noqa: F401 (the module's shard fixture)
 from tokenizer.special import special_tokens
-from trainer.model import ModelConfig, Transformer, lm_loss
+from trainer.model import ModelConfig, Transformer
 from trainer.objectives import IGNORE, ObjectiveConfig, make_objective, random_spans
 
 VOCAB = 500
