@@ -25,7 +25,7 @@ from service.store import Job, JobStore
 logger = logging.getLogger(__name__)
 
 
-class PathNotAllowed(ValueError):
+class PathNotAllowed(Exception):
     def __init__(self, field: str, path: str, roots: list[Path]):
         super().__init__(f"{path!r} is outside the data roots {[str(r) for r in roots]}")
         self.field = field
@@ -97,6 +97,7 @@ class JobService:
 
         job_id = self.store.new_id("training")
         out_dir = self.settings.runs_dir / "train" / job_id
+        overrides = self._confined_overrides(overrides)
         all_overrides = [f"data.manifest={manifest}", f"out_dir={out_dir}", *overrides]
         cfg = load_train_config(preset, None, all_overrides)  # raises ValueError naming the field
         request = {"manifest": manifest, "preset": preset, "overrides": overrides, "nproc": nproc, "config": cfg.to_dict()}
@@ -107,6 +108,19 @@ class JobService:
              f"--data {shlex.quote(manifest)}", f"--out {shlex.quote(str(out_dir))}", *map(shlex.quote, overrides)]
         )
         return self._submit(job, entry, num_cpus=nproc, num_gpus=nproc * gpus_per_proc)
+
+    def _confined_overrides(self, overrides: list[str]) -> list[str]:
+        """Trainer overrides may not move the job's input or output; a teacher run must lie in a data root."""
+        confined = []
+        for i, item in enumerate(overrides):
+            key, _, value = item.partition("=")
+            key = key.strip()
+            if key in ("out_dir", "data.manifest"):
+                raise JobError(f"overrides.{i}", f"{key} is set by the service (the job's folder and its manifest), not by an override", 422)
+            if key == "distill.teacher" and value:
+                item = f"{key}={confine(value, f'overrides.{i}', self.settings.data_roots, PROJECT_ROOT)}"
+            confined.append(item)
+        return confined
 
     def _submit(self, job: Job, entrypoint: str, num_cpus: float, num_gpus: float = 0) -> Job:
         try:

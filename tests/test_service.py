@@ -103,6 +103,11 @@ def test_a_symlink_out_of_the_data_roots_is_refused(service):
     assert status == 403 and body["detail"][0]["field"] == "config.dedup.previous_indexes.0"
     status, body = service["api"].call("POST", "/v1/jobs/training", {"manifest": str(link / "passwd")})
     assert status == 403 and body["detail"][0]["field"] == "manifest"
+    manifest = "data/sample_corpus/MANIFEST.json"  # inside a root; refused before it is read
+    status, body = service["api"].call("POST", "/v1/jobs/training", {"manifest": manifest, "overrides": ["optim.steps=5", f"distill.teacher={link}"]})
+    assert status == 403 and body["detail"][0]["field"] == "overrides.1"
+    status, body = service["api"].call("POST", "/v1/jobs/training", {"manifest": manifest, "overrides": ["out_dir=/tmp/elsewhere"]})
+    assert status == 422 and body["detail"][0]["field"] == "overrides.0"
 
 
 def test_bad_requests_name_the_offending_field(service):
