@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
 
 from datatrove.data import Document
 from datatrove.pipeline.extractors.base import ExtractorSandbox
@@ -11,6 +15,34 @@ from datatrove.pipeline.extractors.trafilatura import Trafilatura
 from curation.stage import Stage, Verdict
 
 logger = logging.getLogger(__name__)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+class DyingSandbox(ExtractorSandbox):
+    """datatrove's sandbox, whose child process dies with the process that started it.
+
+    The child is forked, so it inherits every file descriptor of its parent: in a Ray worker, the
+    worker's connections to the raylet. Were the worker killed (OOM killer, a lost node, SIGKILL)
+    while the child lived on, the raylet would still see the worker's sockets open, never notice
+    the death, and never retry the task: the run would hang. So the child asks the kernel to
+    SIGKILL it when its parent dies (Linux ``PR_SET_PDEATHSIG``).
+    """
+
+    def _ensure_process(self, extract_fn):
+        self._parent_pid = os.getpid()
+        super()._ensure_process(extract_fn)
+
+    def _worker(self, conn, extract_fn):
+        if sys.platform.startswith("linux"):
+            try:
+                ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            except (OSError, AttributeError):  # no prctl: the child lives on as before
+                pass
+            if os.getppid() != self._parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+        super()._worker(conn, extract_fn)
 
 
 class TextExtraction(Stage):
@@ -31,7 +63,7 @@ class TextExtraction(Stage):
         self._sandbox: ExtractorSandbox | None = None
 
     def open(self) -> None:
-        self._sandbox = ExtractorSandbox(timeout=self.timeout_s, warmup_text="<html><body><p>warm up</p></body></html>")
+        self._sandbox = DyingSandbox(timeout=self.timeout_s, warmup_text="<html><body><p>warm up</p></body></html>")
         self._sandbox.__enter__()
 
     def close(self) -> None:

@@ -280,3 +280,37 @@ def test_hostile_documents_are_extracted_or_rejected_within_bounds():
     assert by_name["1.5 MB of prose"] in ("kept", "extract:extraction_timeout")  # under it: extracted, or timed out
     # this process holds documents and their text, not parse trees (those live in the sandbox child)
     assert peak < 200 * 2**20
+
+
+def test_the_extraction_sandbox_dies_with_its_worker(tmp_path):
+    """A killed worker must not leave its extraction child behind: the child holds the worker's
+    inherited sockets, and Ray would never see the worker die (the retry of its task would hang)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        "import os, sys, time\n"
+        "from curation.extract import TextExtraction\n"
+        "from curation.readers.base import InputFile, raw_document\n"
+        "stage = TextExtraction(timeout_s=30); stage.open()\n"
+        "doc = raw_document(b'', InputFile('x', 's', 'general', 'warc'), 0, None); doc.text = '<p>' + 'words here. ' * 50 + '</p>'\n"
+        "stage.apply(doc)\n"
+        "print(stage._sandbox.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    assert os.path.exists(f"/proc/{child}")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{child}") and "zombie" not in open(f"/proc/{child}/status").read() and time.time() < deadline:
+        time.sleep(0.1)
+    alive = os.path.exists(f"/proc/{child}") and "zombie" not in open(f"/proc/{child}/status").read()
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, "the extraction child outlived its parent"
