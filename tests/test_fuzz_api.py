@@ -115,6 +115,9 @@ class FakeRay:
     def state(self, submission_id):
         return RayJobState("queued", None, None, None)
 
+    def known(self, submission_id):
+        return submission_id in self.submitted
+
     def logs_tail(self, submission_id, chars=4000):
         return ""
 
