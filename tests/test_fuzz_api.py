@@ -26,7 +26,7 @@ from service.ray_jobs import RayJobState
 from service.settings import ServiceSettings
 from tests.conftest import CORPUS
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 TOKEN = "fuzz-token-" + "x" * 16
 
 

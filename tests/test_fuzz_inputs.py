@@ -28,7 +28,7 @@ from curation.stats import StageStats
 from tests.conftest import REAL_CRAWL
 
 CRAWL = REAL_CRAWL.read_bytes()
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 FUZZ_WHOLE_FILE = settings(FUZZ, max_examples=40)  # each example reads the whole 800 KB real crawl
 # Bounds per document on this 2-core machine: the read stage decodes a 5 MB record in well under a
 # second; extraction is bounded by the sandbox's timeout (extract.timeout_s) plus its restart.
