@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import shutil
 import tempfile
@@ -96,8 +97,8 @@ def _rollup(pid: int) -> tuple[int, int]:
 class TreeMemory:
     """Samples the memory of a process and all its descendants on a background thread."""
 
-    def __init__(self, root: int | None = None, interval_s: float = 0.2):
-        self.root, self.interval_s = root or os.getpid(), interval_s
+    def __init__(self, root: int | None = None, interval_s: float = 0.2, report: Path | None = None):
+        self.root, self.interval_s, self.report = root or os.getpid(), interval_s, report
         self.peak_tree_pss = 0
         self.peak_driver_rss = 0
         self.peak_rss_by_title: dict[str, int] = defaultdict(int)
@@ -121,6 +122,9 @@ class TreeMemory:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.sample()
+            if self.report is not None and self.samples % 50 == 0:  # the peaks so far, for a run cut short
+                self.report.write_text(json.dumps({"samples": self.samples, "peak_tree_pss": self.peak_tree_pss,
+                                                   "peak_driver_rss": self.peak_driver_rss, "workers": self.worker_peaks()}))
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> TreeMemory:
@@ -165,10 +169,8 @@ def repeated_sources(cfg, copies: int, folder: Path) -> list[dict]:
     return sources
 
 
-def measure(copies: int, work: Path, base_config=None, overrides: list[str] | None = None) -> dict:
+def measure(copies: int, work: Path, base_config=None, overrides: list[str] | None = None, report: Path | None = None) -> dict:
     """Run the pipeline over ``copies`` copies of the config's inputs under ``work``; return its memory."""
-    import json
-
     from pipelines.config import load_config
     from pipelines.web_corpus import run_web_corpus
 
@@ -180,7 +182,7 @@ def measure(copies: int, work: Path, base_config=None, overrides: list[str] | No
     path.write_text(json.dumps(tree))
     cfg = load_config(path, overrides or [])
     start = time.perf_counter()
-    with TreeMemory() as mem:
+    with TreeMemory(report=report) as mem:
         stats = run_web_corpus(cfg, overwrite=True, progress=False)
     dedup = stats["dedup"] or {}
     return {
@@ -222,13 +224,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the run folders")
+    parser.add_argument("--report", type=Path, help="write each run's result (and the peaks so far, while it runs) here as JSON")
     args = parser.parse_args()
     import ray
 
     work = Path(tempfile.mkdtemp(prefix="memory-bench-"))
     try:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
-        results = [measure(1, work), measure(args.copies, work)]
+        results = []
+        for copies in (1, args.copies):
+            report = args.report and args.report.with_name(f"{args.report.stem}-x{copies}.json")
+            results.append(measure(copies, work, report=report))
+            if report:
+                report.write_text(json.dumps(results[-1], indent=1))
         ray.shutdown()
     finally:
         if not args.keep:
