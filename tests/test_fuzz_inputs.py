@@ -314,3 +314,9 @@ def test_the_extraction_sandbox_dies_with_its_worker(tmp_path):
     if alive:
         os.kill(child, signal.SIGKILL)
     assert not alive, "the extraction child outlived its parent"
+
+
+def test_an_uncompressed_warc_named_gz_is_still_read(tmp_path):
+    plain = gzip.decompress(CRAWL)  # every member, concatenated: the uncompressed WARC
+    docs = list(read_file(_file(tmp_path, "plain.warc.gz", plain, "warc")))
+    assert [_key(d)[1:] for d in docs] == [_key(d)[1:] for d in _full_crawl()]

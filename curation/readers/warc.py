@@ -144,9 +144,11 @@ def read_warc(file: InputFile) -> Iterator[Document]:
     """
     position = 0
     with open(file.path, "rb") as stream:
-        # by its magic, or by its name: a .gz whose first bytes are damaged still resynchronises at
-        # its next gzip member instead of being parsed as one uncompressed, unreadable record
-        if stream.read(3) != GZIP_MAGIC and not file.path.endswith(".gz"):
+        # gzip by its magic; or by its name when a gzip header follows soon: a .gz whose first bytes
+        # are damaged resynchronises at its next member instead of being parsed as one uncompressed,
+        # unreadable record (and an uncompressed WARC misnamed .gz is still read as one)
+        head = stream.read(1 << 16)
+        if not head.startswith(GZIP_MAGIC) and not (file.path.endswith(".gz") and GZIP_MAGIC in head):
             stream.seek(0)
             yield from _read_uncompressed(stream, file)
             return
