@@ -1,6 +1,6 @@
 """Peak memory of a whole curation run over the bundled corpus repeated N times.
 
-    python -m benchmarks.memory [--copies 20] [--keep]
+    python -m benchmarks.memory [--copies 20] [--base bundled|third] [--report out.json] [--keep]
 
 Every input file of the bundled run (the default config's sources) is linked N times under new
 names, so the run reads N times the corpus, and dedup then finds the N-1 copies of every page as
@@ -203,6 +203,18 @@ def measure(copies: int, work: Path, base_config=None, overrides: list[str] | No
     }
 
 
+def _third():
+    """Three files of the bundled corpus, one per kind: a finance and a general shard, and the real crawl (untagged)."""
+    from benchmarks.common import CORPUS
+    from pipelines.config import WebCorpusConfig
+
+    return WebCorpusConfig.model_validate({"sources": [
+        {"name": "fin", "format": "warc", "domain": "finance", "paths": [str(CORPUS / "warc" / "finance-00000.warc.gz")]},
+        {"name": "gen", "format": "warc", "domain": "general", "paths": [str(CORPUS / "warc" / "general-00000.warc.gz")]},
+        {"name": "iana", "format": "warc", "domain": None, "paths": [str(CORPUS / "real_crawl" / "iana.warc.gz")]},
+    ], "tokenizer": {"vocab_size": 2000}})
+
+
 def check_bounds(result: dict) -> list[str]:
     gib = 2**30
     problems = []
@@ -223,6 +235,9 @@ def _mib(n: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=20)
+    parser.add_argument("--base", choices=["bundled", "third"], default="bundled",
+                        help="bundled: the default run's 9 files; third: 3 of them (finance-00000, general-00000, the IANA crawl), "
+                        "a third of the work, as in the tests' small runs")
     parser.add_argument("--keep", action="store_true", help="keep the run folders")
     parser.add_argument("--report", type=Path, help="write each run's result (and the peaks so far, while it runs) here as JSON")
     args = parser.parse_args()
@@ -232,9 +247,10 @@ def main() -> None:
     try:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         results = []
+        base = _third() if args.base == "third" else None
         for copies in (1, args.copies):
             report = args.report and args.report.with_name(f"{args.report.stem}-x{copies}.json")
-            results.append(measure(copies, work, report=report))
+            results.append(measure(copies, work, base, report=report))
             if report:
                 report.write_text(json.dumps(results[-1], indent=1))
         ray.shutdown()
@@ -243,6 +259,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     base, big = results
     print(f"machine: {machine()}")
+    print(f"input: the {'bundled corpus (9 files)' if args.base == 'bundled' else 'third of the bundled corpus (3 files)'} x1 and x{args.copies}")
     print(f"bounds: process tree PSS <= {TREE_BOUND_GIB} GiB, any Ray worker RSS <= {WORKER_BOUND_GIB} GiB, driver RSS <= {DRIVER_BOUND_GIB} GiB")
     print(f"baseline: the same run over the corpus once (x1), in the same invocation\n")
     print(f"{'':32s} {'x1':>12s} {'x' + str(args.copies):>12s} {'ratio':>7s}")
