@@ -21,7 +21,7 @@ def _codec(name: str | None) -> str | None:
         return None
     try:
         return codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or not even a name (an embedded NUL)
         return None
 
 

@@ -127,7 +127,7 @@ class ReadConfig(Strict):
 
 
 class ExtractConfig(Strict):
-    timeout_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(5.0, gt=0, description="CPU seconds of extraction per page (not wall time: the same under any load)")
     favour_precision: bool = True
     max_html_bytes: int = Field(2_000_000, gt=0)
 

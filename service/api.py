@@ -156,6 +156,7 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
     async def lifespan(app: FastAPI):
         jobs = JobService(settings, store, ray or RayJobs(settings))
         state["jobs"] = jobs
+        jobs.recover_unsubmitted()  # jobs an earlier API process was killed while submitting
         jobs.sync_all()  # jobs that ended while no API process watched them
         jobs.start_polling(poll_interval_s)
         logger.info("service ready: Ray Jobs API %s, store %s", jobs.ray.address, settings.database_url.split("@")[-1])

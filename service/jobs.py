@@ -161,6 +161,22 @@ class JobService:
             return stats["error"]
         return f"{message or 'job failed'}\n--- last lines of the job's log ---\n{self.ray.logs_tail(job.submission_id)}"
 
+    def recover_unsubmitted(self) -> None:
+        """Jobs an earlier API process recorded but did not see through submission (it was killed
+        between writing the job and hearing back from Ray). Called once at start, before any request
+        is served, so no submission of this process is in flight: a job Ray knows is followed again;
+        one Ray never received is failed with the reason, never left queued for ever."""
+        for job in self.store.unfinished():
+            if job.submission_id:
+                continue
+            known = self.ray.known(job.id)  # the submission id is the job id
+            if known:
+                logger.info("job %s reached Ray before the last API process stopped; following it", job.id)
+                self.sync(self.store.update(job.id, submission_id=job.id))
+            elif known is False:
+                self.store.update(job.id, state="failed", finished_at=time.time(),
+                                  error="the API process stopped before this job was submitted to Ray; submit it again")
+
     def sync_all(self) -> None:
         for job in self.store.unfinished():
             self.sync(job)

@@ -70,6 +70,16 @@ class RayJobs:
             info.end_time / 1000 if info.end_time else None,
         )
 
+    def known(self, submission_id: str) -> bool | None:
+        """Whether Ray has a job of this id: True, False, or None when Ray cannot say (unreachable)."""
+        try:
+            self.client.get_job_info(submission_id)
+            return True
+        except RuntimeError as exc:  # the Jobs API answers an unknown id with a 404
+            return False if "status code 404" in str(exc) else None
+        except Exception:
+            return None
+
     def logs_tail(self, submission_id: str, chars: int = 4000) -> str:
         try:
             return self.client.get_job_logs(submission_id)[-chars:]

@@ -285,3 +285,13 @@ def test_dashboard_renders_funnel_and_loss_in_chromium(service, curated, tmp_pat
         driver.quit()
     jobs_after = api.call("GET", "/v1/jobs")[1]
     assert len(jobs_after) == len({j["id"] for j in jobs_after})
+
+
+def test_ray_jobs_api_tells_an_unknown_job(ray_head, tmp_path):
+    """What the restart recovery asks Ray about a job an earlier API process may not have submitted."""
+    from service.ray_jobs import RayJobs
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings(api_token="t" * 16, database_url="sqlite://", state_dir=tmp_path, data_roots=[tmp_path],
+                               runs_dir=tmp_path, ray_jobs_address=ray_head.dashboard_url)
+    assert RayJobs(settings).known("cur-000000000000") is False

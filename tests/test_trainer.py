@@ -3,8 +3,10 @@
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -66,9 +68,15 @@ def test_two_process_fsdp_matches_one_process(tokens, tmp_path):
         assert b["loss"] == pytest.approx(a["loss"], rel=2e-4), (a["step"], a["loss"], b["loss"])
 
 
+@pytest.fixture(scope="module")
+def straight10(tokens, tmp_path_factory):
+    """Ten steps never interrupted: what the stopped, killed and resumed runs must reproduce."""
+    return train_cli(tokens, tmp_path_factory.mktemp("straight") / "run", "optim.steps=10")
+
+
 @pytest.mark.slow
-def test_stopped_and_resumed_run_matches_an_unstopped_one(tokens, tmp_path):
-    straight = train_cli(tokens, tmp_path / "straight", "optim.steps=10")
+def test_stopped_and_resumed_run_matches_an_unstopped_one(tokens, tmp_path, straight10):
+    straight = straight10
     train_cli(tokens, tmp_path / "resumed", "optim.steps=10", "stop_after=5")
     resumed = train_cli(tokens, tmp_path / "resumed", "optim.steps=10")
     assert [m["step"] for m in resumed] == list(range(1, 11))
@@ -79,6 +87,34 @@ def test_stopped_and_resumed_run_matches_an_unstopped_one(tokens, tmp_path):
     rescaled = train_cli(tokens, tmp_path / "rescaled", "optim.steps=10")
     for a, b in zip(straight[5:], rescaled[5:]):
         assert b["loss"] == pytest.approx(a["loss"], rel=2e-4), a["step"]
+
+
+@pytest.mark.slow
+def test_training_killed_between_checkpoints_resumes_to_the_same_loss_trajectory(tokens, tmp_path, straight10):
+    """SIGKILL of ``python -m trainer`` two steps past its checkpoint at step 4 (those two steps are
+    lost and redone), then the same command again: the loss of every step equals an unkilled run's
+    (which checkpointed only at its end: checkpoints do not change the computation)."""
+    args = ("optim.steps=10", "checkpoint.every=4")
+    straight = straight10
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "trainer", "--data", str(tokens), "--out", str(out), "--no-progress", *TINY, *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if metrics.exists() and '"step": 6,' in metrics.read_text():
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    checkpoints = sorted(p.parent.name for p in (out / "checkpoints").glob("step-*/extra.json"))
+    logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if line.strip()]
+    assert checkpoints[-1] == "step-00000004" and max(logged) > 4, (checkpoints, logged)  # killed between checkpoints
+    resumed = train_cli(tokens, out, *args)
+    assert [m["step"] for m in resumed] == list(range(1, 11))  # steps 5-6 logged once, by the resumed run
+    for a, b in zip(straight, resumed):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6), a["step"]
 
 
 def test_soft_capped_logits_stay_within_the_cap():

@@ -111,6 +111,27 @@ class Checkpointer:
         return extra["step"]
 
 
+def _truncate_metrics(path: Path, start_step: int) -> None:
+    """Keep only the lines of steps a resumed run will not redo.
+
+    A run killed between checkpoints logged steps past its last checkpoint (and maybe half a line);
+    the resumed run logs those steps again, so without this they would appear twice.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut by the kill
+            continue
+        if isinstance(record, dict) and record.get("step", start_step + 1) <= start_step:
+            kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) per ``cfg``; returns the step metrics this process logged."""
     rank, world, device = init_distributed()
@@ -161,6 +182,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if rank == 0:
+        _truncate_metrics(out / "metrics.jsonl", start_step)
     metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
     peak = _peak(cfg, device)
     logged: list[dict] = []

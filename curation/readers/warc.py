@@ -20,7 +20,7 @@ from datatrove.data import Document
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeadersParser
 
-from curation.readers.base import InputFile, raw_document
+from curation.readers.base import InputFile, raw_document, read_rest
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,9 @@ def iter_gzip_members(stream, chunk_size: int = 1 << 20) -> Iterator[tuple[bytes
         yield b"".join(out_parts), b"".join(raw_parts), None
 
 
-def _record_documents(stream, file: InputFile, first_position: int) -> Iterator[Document]:
+def _record_documents(records: ArchiveIterator, file: InputFile, first_position: int) -> Iterator[Document]:
     position = first_position
-    for record in ArchiveIterator(stream, check_digests=False):
+    for record in records:
         if record.rec_type not in DOCUMENT_RECORD_TYPES:
             continue
         http = record.http_headers
@@ -124,6 +124,19 @@ def _record_documents(stream, file: InputFile, first_position: int) -> Iterator[
         position += 1
 
 
+def _read_uncompressed(stream, file: InputFile) -> Iterator[Document]:
+    """An uncompressed WARC: records up to the first that does not parse, then the rest as one error document."""
+    records = ArchiveIterator(stream, check_digests=False)
+    position = 0
+    try:
+        for doc in _record_documents(records, file, 0):
+            yield doc
+            position += 1
+    except Exception as exc:  # not a WARC at all, or garbage after some records: the rest is counted, not lost
+        logger.warning("%s: unreadable from byte %d on (%s: %s)", file.path, records.offset, type(exc).__name__, exc)
+        yield raw_document(read_rest(file.path, records.offset), file, position, None, error=f"corrupt_record:{type(exc).__name__}")
+
+
 def read_warc(file: InputFile) -> Iterator[Document]:
     """Yield one undecoded document per response/resource record; corrupt parts become error documents.
 
@@ -131,15 +144,19 @@ def read_warc(file: InputFile) -> Iterator[Document]:
     """
     position = 0
     with open(file.path, "rb") as stream:
-        if stream.read(3) != GZIP_MAGIC:
+        # gzip by its magic; or by its name when a gzip header follows soon: a .gz whose first bytes
+        # are damaged resynchronises at its next member instead of being parsed as one uncompressed,
+        # unreadable record (and an uncompressed WARC misnamed .gz is still read as one)
+        head = stream.read(1 << 16)
+        if not head.startswith(GZIP_MAGIC) and not (file.path.endswith(".gz") and GZIP_MAGIC in head):
             stream.seek(0)
-            yield from _record_documents(stream, file, 0)
+            yield from _read_uncompressed(stream, file)
             return
         stream.seek(0)
         for decompressed, raw, error in iter_gzip_members(stream):
             if error is None:
                 try:
-                    docs = list(_record_documents(io.BytesIO(decompressed), file, position))
+                    docs = list(_record_documents(ArchiveIterator(io.BytesIO(decompressed), check_digests=False), file, position))
                 except Exception as exc:  # a member that decompresses but is not a WARC record
                     docs = [raw_document(raw, file, position, None, error=f"corrupt_record:{type(exc).__name__}")]
             else:
