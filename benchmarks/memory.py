@@ -169,7 +169,8 @@ def repeated_sources(cfg, copies: int, folder: Path) -> list[dict]:
     return sources
 
 
-def measure(copies: int, work: Path, base_config=None, overrides: list[str] | None = None, report: Path | None = None) -> dict:
+def measure(copies: int, work: Path, base_config=None, overrides: list[str] | None = None, report: Path | None = None,
+            interval_s: float = 0.2) -> dict:
     """Run the pipeline over ``copies`` copies of the config's inputs under ``work``; return its memory."""
     from pipelines.config import load_config
     from pipelines.web_corpus import run_web_corpus
@@ -182,7 +183,7 @@ def measure(copies: int, work: Path, base_config=None, overrides: list[str] | No
     path.write_text(json.dumps(tree))
     cfg = load_config(path, overrides or [])
     start = time.perf_counter()
-    with TreeMemory(report=report) as mem:
+    with TreeMemory(interval_s=interval_s, report=report) as mem:
         stats = run_web_corpus(cfg, overwrite=True, progress=False)
     dedup = stats["dedup"] or {}
     return {
