@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.memory import process_tree
 from pipelines.web_corpus import run_web_corpus
 from tests.conftest import ROOT
 from tests.test_pipeline import small_config
@@ -129,23 +130,6 @@ def test_driver_killed_at_many_points_then_resumed_equals_uninterrupted_run(tmp_
 
 
 # ---- a Ray worker killed mid-task --------------------------------------------------------------
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -164,7 +148,7 @@ def test_a_ray_worker_killed_mid_task_costs_a_retry(tmp_path, ray_local, referen
     def killer() -> None:
         seen: dict[int, float] = {}
         while not stop.is_set() and not kills:
-            for pid in _descendants(os.getpid()):  # only this test's own Ray: others run on this machine
+            for pid in process_tree(os.getpid())[1:]:  # only this test's own Ray: others run on this machine
                 if _cmdline(pid).startswith("ray::curate_shard"):
                     first = seen.setdefault(pid, time.time())
                     if time.time() - first > 1.0:
