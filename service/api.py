@@ -25,9 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.config import WebCorpusConfig
 from service import run_views
-from service.jobs import JobError, JobService, PathNotAllowed
+from service.jobs import JobError, JobService, PathNotAllowed, confine
 from service.ray_jobs import RayJobs
-from service.settings import ServiceSettings
+from service.settings import PROJECT_ROOT, ServiceSettings
 from service.store import Job, JobStore
 
 logger = logging.getLogger(__name__)
@@ -215,9 +215,6 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
 
     @app.post("/v1/jobs/training", status_code=201, response_model=JobOut, dependencies=[Depends(authorized)])
     def submit_training(body: TrainingJobRequest) -> JobOut:
-        from service.jobs import confine
-        from service.settings import PROJECT_ROOT
-
         parent = None
         if body.curation_job is not None:
             parent = store.get(body.curation_job)

@@ -19,6 +19,7 @@ import yaml
 from pipelines.config import WebCorpusConfig
 from pipelines.stages import stage_names
 from service.ray_jobs import RayJobs
+from service.run_views import read_json
 from service.settings import PROJECT_ROOT, ServiceSettings
 from service.store import Job, JobStore
 
@@ -69,6 +70,9 @@ def confined_curation_config(cfg: WebCorpusConfig, settings: ServiceSettings, jo
     data.update(run_name=job_id, runs_dir=str(settings.runs_dir))
     data["ray"] = {"address": None, "num_cpus": None}  # the job joins the cluster it runs on
     return WebCorpusConfig.model_validate(data)
+
+
+_STAGE_NAMES: dict[str, list[str]] = {}  # job id -> its stages: a job's config never changes
 
 
 class JobService:
@@ -154,9 +158,7 @@ class JobService:
 
     def _failure_text(self, job: Job, message: str | None) -> str:
         """The run's own error (its stats.json) when it wrote one, else Ray's message and the log tail."""
-        from service.run_views import _read_json
-
-        stats = _read_json(Path(job.output_dir) / "stats.json") if job.kind == "curation" else None
+        stats = read_json(Path(job.output_dir) / "stats.json") if job.kind == "curation" else None
         if stats and stats.get("error"):
             return stats["error"]
         return f"{message or 'job failed'}\n--- last lines of the job's log ---\n{self.ray.logs_tail(job.submission_id)}"
@@ -200,4 +202,6 @@ class JobService:
     # ---- views -------------------------------------------------------------------------------
     @staticmethod
     def stage_names(job: Job) -> list[str]:
-        return stage_names(WebCorpusConfig.model_validate(job.request["config"]))
+        if job.id not in _STAGE_NAMES:  # validate the config once, not on every status read
+            _STAGE_NAMES[job.id] = stage_names(WebCorpusConfig.model_validate(job.request["config"]))
+        return _STAGE_NAMES[job.id]

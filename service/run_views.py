@@ -15,7 +15,7 @@ from pipelines.run_dir import RunDir
 PER_DOCUMENT_STEP = "curate"  # every per-document stage of a shard runs inside one curate task
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):  # not written yet, or being replaced: the next poll sees it
@@ -25,7 +25,7 @@ def _read_json(path: Path) -> dict | None:
 def curation_progress(run_dir: Path, stage_names: list[str]) -> dict:
     """Per-stage percent from the run's step log: the per-document stages advance with the curate
     step, dedup with its steps (signatures … apply), mix with its encode/write/reject steps."""
-    log = _read_json(RunDir(run_dir).progress) or {"steps": []}
+    log = read_json(RunDir(run_dir).progress) or {"steps": []}
     steps = {s["name"]: s for s in log["steps"]}
 
     def fraction(names: list[str]) -> float:
@@ -59,10 +59,10 @@ def curation_funnel(run_dir: Path, stage_names: list[str]) -> dict | None:
     """The run's ``stats.json`` once written (complete or failed); before that, the funnel of the
     shards completed so far, merged the way the run itself merges them (``partial: true``)."""
     run = RunDir(run_dir)
-    stats = _read_json(run.stats)
+    stats = read_json(run.stats)
     if stats is not None:
         return {"partial": False, **stats}
-    payloads = [p for path in sorted((run.root / "stats" / "curate").glob("*.json")) if (p := _read_json(path))]
+    payloads = [p for path in sorted((run.root / "stats" / "curate").glob("*.json")) if (p := read_json(path))]
     if not payloads:
         return None
     stages = merge_shard_stats(payloads, [n for n in stage_names if n not in ("dedup", "mix")])
