@@ -91,7 +91,10 @@ def flops_per_token(n_params: int) -> float:
     return 6 * n_params + 12 * s["layers"] * s["heads"] * (s["d"] // s["heads"]) * s["seq"]
 
 
-def time_steps(step, steps: int, tokens_per_step: int) -> float:
+PROFILE = {"on": False}
+
+
+def time_steps(step, steps: int, tokens_per_step: int, label: str = "") -> float:
     for _ in range(5):  # compile and warm up
         step()
     torch.cuda.synchronize()
@@ -99,10 +102,130 @@ def time_steps(step, steps: int, tokens_per_step: int) -> float:
     for _ in range(steps):
         step()
     torch.cuda.synchronize()
-    return steps * tokens_per_step / (time.perf_counter() - start)
+    rate = steps * tokens_per_step / (time.perf_counter() - start)
+    if PROFILE["on"]:
+        print_profile(step, label)
+    return rate
 
 
-def bench_reference(micro: int, steps: int) -> tuple[float, int]:
+def print_profile(step, label: str, steps: int = 2, rows: int = 40) -> None:
+    """The GPU kernels of ``steps`` steps by total time, after the timed ones (nothing is compiled here)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.device_time_total for e in events)
+    print(f"\nprofile of {label}: {total / steps / 1e3:.1f} ms of GPU kernels per step")
+    kinds = {"matmul": ("nvjet", "gemm", "cutlass", "xmma"), "attention": ("sdpa", "fmha", "flash", "cudnn"), "optimizer": ("multi_tensor", "Fused")}
+    shares: dict[str, float] = {}
+    for e in events:
+        kind = next((k for k, marks in kinds.items() if any(m in e.key for m in marks)), "triton/other")
+        shares[kind] = shares.get(kind, 0.0) + e.device_time_total
+    print("  by kind: " + ", ".join(f"{k} {v / steps / 1e3:.2f} ms" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])))
+    for e in sorted(events, key=lambda e: -e.device_time_total)[:rows]:
+        print(f"  {e.device_time_total / total:6.1%} {e.device_time_total / steps / 1e3:7.2f} ms  x{e.count // steps:<4} {e.key[:110]}")
+    sys.stdout.flush()
+
+
+def check_sdpa(batch: int = 32, repeats: int = 20) -> None:
+    """Causal attention forward + backward at the 124M shape through each SDPA kernel of this GPU."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    h, t, q = SHAPE["heads"], SHAPE["seq"], SHAPE["d"] // SHAPE["heads"]
+    x = [torch.randn(batch, h, t, q, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3)]
+    flops = 3 * 2 * 2 * batch * h * t * t * q / 2  # causal: half the scores, forward + 2x backward
+    for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        try:
+            with sdpa_kernel([backend]):
+                for i in range(repeats + 3):
+                    if i == 3:
+                        torch.cuda.synchronize()
+                        start = time.perf_counter()
+                    F.scaled_dot_product_attention(*x, is_causal=True).sum().backward()
+                torch.cuda.synchronize()
+            took = (time.perf_counter() - start) / repeats
+            print(f"sdpa {backend.name:<20} {took * 1e3:6.2f} ms per forward+backward ({flops / took / 1e12:.0f} TFLOP/s causal)")
+        except RuntimeError as e:
+            print(f"sdpa {backend.name:<20} unavailable: {str(e).splitlines()[0][:100]}")
+    sys.stdout.flush()
+
+
+def check_attention(batch: int = 32, repeats: int = 20) -> None:
+    """Attention block alone (qkv projection, QK-norm, RoPE, SDPA, output projection), forward +
+    backward, compiled, in bf16 autocast: the current layout against candidate rewrites."""
+    from trainer.model import Attention, ModelConfig, apply_rope, rope_tables
+
+    cfg = ModelConfig(vocab_size=SHAPE["vocab"], seq_len=SHAPE["seq"], d_model=SHAPE["d"], n_layers=SHAPE["layers"], n_heads=SHAPE["heads"])
+    h, hd = cfg.n_heads, cfg.head_dim
+
+    def rope_half(x, cos, sin):  # x (..., t, heads, hd); cos/sin (t, hd/2)
+        x1, x2 = x.chunk(2, dim=-1)
+        cos, sin = cos[:, None, :], sin[:, None, :]
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+    class BTHD(Attention):  # norm and rope on (b, t, h, hd), SDPA on transposed views
+        def forward(self, x, rope, mask=None):
+            b, t, d = x.shape
+            q, k, v = self.qkv(x).view(b, t, 3, h, hd).unbind(2)
+            q, k = self.q_norm(q), self.k_norm(k)
+            cos, sin = rope
+            q, k = rope_half(q, cos[:t], sin[:t]).to(v.dtype), rope_half(k, cos[:t], sin[:t]).to(v.dtype)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    class BTHDfp32(Attention):  # the same with the norm's statistics in fp32 and bf16 out
+        def forward(self, x, rope, mask=None):
+            b, t, d = x.shape
+            q, k, v = self.qkv(x).view(b, t, 3, h, hd).unbind(2)
+            cos, sin = rope
+            def prep(z, norm):
+                z = z.float()
+                z = z * torch.rsqrt(z.square().mean(-1, keepdim=True) + 1e-6) * norm.weight
+                return rope_half(z, cos[:t], sin[:t]).to(v.dtype)
+            q, k = prep(q, self.q_norm), prep(k, self.k_norm)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    class Interleaved(Attention):  # current rope, new layout
+        def forward(self, x, rope, mask=None):
+            b, t, d = x.shape
+            q, k, v = self.qkv(x).view(b, t, 3, h, hd).unbind(2)
+            q, k = self.q_norm(q), self.k_norm(k)
+            cos, sin = rope
+            q, k = (apply_rope(z.transpose(1, 2), cos, sin).to(v.dtype) for z in (q, k))
+            y = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True)
+            return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    class Plain(Attention):  # no QK-norm, no rope: nanoGPT's attention
+        def forward(self, x, rope, mask=None):
+            b, t, d = x.shape
+            q, k, v = self.qkv(x).view(b, t, 3, h, hd).unbind(2)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    cos, sin = (z.cuda() for z in rope_tables(cfg.seq_len, hd, cfg.rope_base))
+    x = torch.randn(batch, cfg.seq_len, cfg.d_model, device="cuda", requires_grad=True)
+    for name, cls in (("current", Attention), ("plain (no QK-norm, no RoPE)", Plain), ("b,t,h,hd + interleaved rope", Interleaved),
+                      ("b,t,h,hd + half rope", BTHD), ("b,t,h,hd + half rope, fp32 stats", BTHDfp32)):
+        torch.manual_seed(0)
+        block = cls(cfg).cuda()
+        fn = torch.compile(lambda inp: block(inp, (cos, sin)))
+        for i in range(repeats + 3):
+            if i == 3:
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = fn(x)
+            out.float().square().mean().backward()
+        torch.cuda.synchronize()
+        print(f"attention block {name:<36} {(time.perf_counter() - start) / repeats * 1e3:6.3f} ms forward+backward")
+        sys.stdout.flush()
+
+
+def bench_reference(micro: int, steps: int, accum: int = 1) -> tuple[float, int]:
     torch.manual_seed(0)
     model = NanoGPT(**SHAPE).cuda()
     # the tied embedding is also the output head, whose matmul counts: leave only positions out
@@ -112,20 +235,19 @@ def bench_reference(micro: int, steps: int) -> tuple[float, int]:
     x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = compiled(x[:, :-1], x[:, 1:])
-        loss.backward()
+        for _ in range(accum):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = compiled(x[:, :-1], x[:, 1:])
+            (loss / accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return time_steps(step, steps, micro * SHAPE["seq"]), n
+    return time_steps(step, steps, accum * micro * SHAPE["seq"], "the reference"), n
 
 
-def bench_ours(micro: int, steps: int) -> tuple[float, int]:
+def bench_ours(micro: int, steps: int, overrides: list[str] = (), label: str = "ours", accum: int = 1) -> tuple[float, int]:
     """Our model through the trainer's own code path (parallelize + forward_loss), 124M preset."""
-    import torch.distributed as dist
-
     from trainer.config import load_train_config
     from trainer.distributed import init_distributed
     from trainer.model import Transformer
@@ -134,7 +256,8 @@ def bench_ours(micro: int, steps: int) -> tuple[float, int]:
     from trainer.train import forward_loss
 
     _, world, device = init_distributed()
-    cfg = load_train_config("124m", overrides=[f"optim.micro_batch={micro}"])
+    cfg = load_train_config("124m", overrides=[f"optim.micro_batch={micro}", *overrides])
+    micro = cfg.optim.micro_batch
     torch.manual_seed(0)
     model = Transformer(cfg.model).cuda()
     n = model.num_params()
@@ -145,43 +268,14 @@ def bench_ours(micro: int, steps: int) -> tuple[float, int]:
     tokens = micro * SHAPE["seq"]
 
     def step():
-        loss, _, _ = step_loss(x[:, :-1], x[:, 1:])
-        (loss / tokens).backward()
+        for _ in range(accum):
+            loss, _, _ = step_loss(x[:, :-1], x[:, 1:])
+            (loss / (tokens * accum)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    rate = time_steps(step, steps, tokens)
-    dist.destroy_process_group()
-    return rate, n
-
-
-def bench_ours_plain(micro: int, steps: int, softcap: float | None, z_loss: float) -> tuple[float, int]:
-    """Our model without FSDP: bf16 autocast and one compiled graph for model and loss, like the reference."""
-    from trainer.model import ModelConfig, Transformer, lm_loss
-    from trainer.optim import param_groups
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=SHAPE["vocab"], seq_len=SHAPE["seq"], d_model=SHAPE["d"], n_layers=SHAPE["layers"], n_heads=SHAPE["heads"], logit_softcap=softcap)
-    model = Transformer(cfg).cuda()
-    n = model.num_params()
-    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95), fused=True)
-    x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
-    tokens = micro * SHAPE["seq"]
-
-    @torch.compile
-    def loss_of(inputs, targets):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(inputs)
-        return lm_loss(logits, targets, z_loss, 0.0)[0] / tokens
-
-    def step():
-        loss_of(x[:, :-1], x[:, 1:]).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return time_steps(step, steps, tokens), n
+    return time_steps(step, steps, accum * tokens, label), n
 
 
 def bench_variant(micro: int, steps: int, overrides: list[str]) -> dict:
@@ -199,6 +293,7 @@ def bench_variant(micro: int, steps: int, overrides: list[str]) -> dict:
 
     _, world, device = init_distributed()
     cfg = load_train_config("124m", overrides=[f"optim.micro_batch={micro}", *overrides])
+    micro = cfg.optim.micro_batch
     torch.manual_seed(0)
     model = Transformer(cfg.model).cuda()
     n, total = model.num_params(), model.num_params(exclude_embeddings=False)
@@ -256,12 +351,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--micro-batch", type=int, default=16)
+    parser.add_argument("--accum", type=int, default=1, help="micro-batches per optimizer step (gradient accumulation), for every row")
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--plain", action="store_true", help="also our model without FSDP (one compiled graph), with and without soft-cap/z-loss")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="the trainer's step with comma-separated section.field=value overrides, e.g. offload=parallel.cpu_offload=true")
     parser.add_argument("--check-flex", action="store_true", help="only compare flex_attention with SDPA on local/global and prefix masks")
+    parser.add_argument("--ours", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="a row of the MFU table: the trainer's step with these overrides (default: one row, none)")
+    parser.add_argument("--profile", action="store_true", help="print each row's GPU kernels by time")
+    parser.add_argument("--check-attention", action="store_true", help="also time the attention block's layout variants")
+    parser.add_argument("--check-sdpa", action="store_true", help="also time causal attention through each SDPA kernel")
     args = parser.parse_args()
     if args.check_flex:
         check_flex()
@@ -283,30 +383,35 @@ def main() -> None:
         dist.destroy_process_group()
         return
     torch.backends.cuda.matmul.allow_tf32 = True
+    PROFILE["on"] = args.profile
     name = torch.cuda.get_device_name()
     peak = matmul_peak()
     from trainer.plan import datasheet_peak
 
     sheet = datasheet_peak(name) or float("nan")
     print(f"device: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}; measured bf16 matmul peak {peak / 1e12:.0f} TFLOP/s (data sheet {sheet / 1e12:.0f})")
-    print(f"shape: GPT-2 124M (d {SHAPE['d']}, {SHAPE['layers']} layers, {SHAPE['heads']} heads, seq {SHAPE['seq']}), micro-batch {args.micro_batch}, {args.steps} timed steps\n")
+    print(f"shape: GPT-2 124M (d {SHAPE['d']}, {SHAPE['layers']} layers, {SHAPE['heads']} heads, seq {SHAPE['seq']}), micro-batch {args.micro_batch} x {args.accum} per optimizer step, {args.steps} timed steps\n")
+    if args.check_sdpa:
+        check_sdpa(args.micro_batch)
+    if args.check_attention:
+        check_attention(args.micro_batch)
     rows = []
     if not args.skip_reference:
-        rows.append(("nanoGPT-style GPT-2 (compile, bf16 autocast)", *bench_reference(args.micro_batch, args.steps)))
+        rows.append(("nanoGPT-style GPT-2 (compile, bf16 autocast)", *bench_reference(args.micro_batch, args.steps, args.accum)))
         torch.cuda.empty_cache()
-    if not args.skip_ours:
-        rows.append(("ours: the trainer's step (124m preset)", *bench_ours(args.micro_batch, args.steps)))
+    for spec in args.ours or ([] if args.skip_ours else ["="]):
+        label, _, overrides = spec.partition("=")
+        label = f"ours{': ' + label if label else ''} (124m preset{', ' + overrides if overrides else ''})"
+        rows.append((label, *bench_ours(args.micro_batch, args.steps, [o for o in overrides.split(",") if o], label, args.accum)))
         torch.cuda.empty_cache()
-    if args.plain:
-        rows.append(("ours without FSDP, one compiled graph", *bench_ours_plain(args.micro_batch, args.steps, 30.0, 1e-4)))
-        torch.cuda.empty_cache()
-        rows.append(("  same, no soft-cap, no z-loss", *bench_ours_plain(args.micro_batch, args.steps, None, 0.0)))
-    print(f"{'model':<48}{'params':>8}{'tokens/s':>11}{'TFLOP/s':>9}{'MFU meas.':>11}{'MFU sheet':>11}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    width = max(len(label) for label, _, _ in rows) + 2
+    print(f"\n{'model':<{width}}{'params':>8}{'tokens/s':>11}{'TFLOP/s':>9}{'MFU meas.':>11}{'MFU sheet':>11}{'vs ref.':>9}")
+    reference = rows[0][1] if not args.skip_reference else float("nan")
     for label, rate, n in rows:
         achieved = rate * flops_per_token(n)
-        print(f"{label:<48}{n / 1e6:>7.0f}M{rate:>11.0f}{achieved / 1e12:>9.0f}{achieved / peak:>10.1%}{achieved / sheet:>10.1%}")
-    if len(rows) >= 2:
-        print(f"\nours / reference tokens/s: {rows[1][1] / rows[0][1]:.2f}x; MFU ours {rows[1][1] * flops_per_token(rows[1][2]) / peak:.1%} vs reference {rows[0][1] * flops_per_token(rows[0][2]) / peak:.1%}")
+        print(f"{label:<{width}}{n / 1e6:>7.0f}M{rate:>11.0f}{achieved / 1e12:>9.0f}{achieved / peak:>10.1%}{achieved / sheet:>10.1%}{rate / reference:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -41,10 +41,11 @@ def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device, teac
     autocast = cfg.parallel.mixed_precision == "bf16" and not sharded
 
     def step(inputs, targets, prefix=None):
+        if teacher is None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                return model(inputs, prefix, targets, o.z_loss, o.label_smoothing)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(inputs, prefix)
-        if teacher is None:
-            return lm_loss(logits, targets, o.z_loss, o.label_smoothing)
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.parallel.mixed_precision == "bf16"):
             teacher_logits = teacher(inputs, prefix)
         loss, _ = distill_loss(logits, teacher_logits, targets, d.alpha, d.temperature)
@@ -275,7 +276,7 @@ def evaluate(model, streams, cfg: TrainConfig, objective: Objective, rank: int, 
         first = sampler.state.sequences
         rows = sampler.batch(0, n_rows, rank, world)
         batch = objective.batch(rows, list(range(first + rank, first + n_rows, world))).to(device)
-        loss, _, n = lm_loss(model(batch.inputs, batch.prefix), batch.targets, 0.0, 0.0)
+        loss, _, n = model(batch.inputs, batch.prefix, batch.targets)
         total += torch.stack([loss.detach(), n.float()])
     dist.all_reduce(total)
     model.train()
