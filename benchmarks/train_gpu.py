@@ -37,6 +37,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SHAPE = dict(vocab=50304, seq=1024, d=768, layers=12, heads=12)
+REFERENCE = "nanoGPT-style GPT-2 (compile, bf16 autocast)"
 
 
 def matmul_peak() -> float:
@@ -92,9 +93,11 @@ def flops_per_token(n_params: int) -> float:
 
 
 PROFILE = {"on": False}
+PEAK_MEMORY: dict[str, int] = {}  # label -> torch.cuda.max_memory_allocated over its steps
 
 
 def time_steps(step, steps: int, tokens_per_step: int, label: str = "") -> float:
+    torch.cuda.reset_peak_memory_stats()
     for _ in range(5):  # compile and warm up
         step()
     torch.cuda.synchronize()
@@ -103,6 +106,7 @@ def time_steps(step, steps: int, tokens_per_step: int, label: str = "") -> float
         step()
     torch.cuda.synchronize()
     rate = steps * tokens_per_step / (time.perf_counter() - start)
+    PEAK_MEMORY[label] = torch.cuda.max_memory_allocated()
     if PROFILE["on"]:
         print_profile(step, label)
     return rate
@@ -225,6 +229,75 @@ def check_attention(batch: int = 32, repeats: int = 20) -> None:
         sys.stdout.flush()
 
 
+def check_head(tokens: int = 32768, repeats: int = 10) -> None:
+    """Output head + loss (soft-cap 30, z-loss 1e-4), forward and backward, on bf16 hidden states
+    of ``tokens`` positions and a bf16 head weight (as under FSDP2's bf16 policy): the whole
+    logits compiled (the unfused path), ``trainer.chunked_loss`` with its chunk kernel as written
+    and as a Triton kernel (``trainer.triton_loss``, several block sizes), and Liger-Kernel's fused linear cross-entropy when it is
+    installed."""
+    import trainer.chunked_loss as chunked
+    from trainer.model import lm_loss
+
+    torch.manual_seed(0)
+    hidden = torch.randn(tokens, SHAPE["d"], device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    weight = (torch.randn(SHAPE["vocab"], SHAPE["d"], device="cuda") * 0.05).to(torch.bfloat16).requires_grad_()
+    targets = torch.randint(0, SHAPE["vocab"], (tokens,), device="cuda")
+
+    @torch.compile
+    def unfused(h, w, t):
+        return lm_loss(30.0 * torch.tanh((h @ w.t()).float() / 30.0), t, 1e-4, 0.0)[0]
+
+    def chunked_with(kernel):
+        def run(h, w, t):
+            chunked._compiled_chunk_loss.cache_clear()
+            original = chunked._compiled_chunk_loss
+            chunked._compiled_chunk_loss = lambda: kernel
+            try:
+                return chunked.linear_cross_entropy(h, w, t, 30.0, 1e-4, 0.0, 8192)[0]
+            finally:
+                chunked._compiled_chunk_loss = original
+
+        return run
+
+    inductor = torch.compile(chunked.chunk_loss_and_grad, dynamic=False)
+    from functools import partial
+
+    from trainer.triton_loss import chunk_loss_and_grad_triton
+
+    rows = [("unfused (compiled logits)", unfused), ("chunked_loss, 8192, inductor", chunked_with(inductor))]
+    rows += [(f"chunked_loss, 8192, triton {b}/{w}", chunked_with(partial(chunk_loss_and_grad_triton, block=b, num_warps=w)))
+             for b, w in ((2048, 8), (4096, 8), (4096, 16), (8192, 16), (8192, 32), (16384, 32))]
+    try:
+        from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+
+        liger = LigerFusedLinearCrossEntropyLoss(lse_square_scale=1e-4, softcap=30.0, reduction="sum")
+        rows.append(("Liger-Kernel fused linear CE", lambda h, w, t: liger(w, h, t)))
+    except ImportError as e:
+        print(f"Liger-Kernel not installed: {e}")
+    reference = None
+    for name, fn in rows:
+        try:
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            for i in range(repeats + 3):
+                if i == 3:
+                    torch.cuda.synchronize()
+                    start = time.perf_counter()
+                hidden.grad = weight.grad = None
+                loss = fn(hidden, weight, targets)
+                loss.backward()
+            torch.cuda.synchronize()
+            took = (time.perf_counter() - start) / repeats
+            grads = (hidden.grad.float(), weight.grad.float())
+            reference = reference or (loss.item(), grads)  # the unfused path
+            print(f"head+loss {name:<30} {took * 1e3:7.2f} ms forward+backward, peak {(torch.cuda.max_memory_allocated() - base) / 2**30:5.2f} GiB over inputs; "
+                  f"loss {loss.item():.6e}, "
+                  f"grad rel diff {max(((g - r).abs().max() / r.abs().max()).item() for g, r in zip(grads, reference[1])):.1e}")
+        except Exception as e:  # a formulation that does not compile here is reported, not fatal
+            print(f"head+loss {name:<30} failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+        sys.stdout.flush()
+
+
 def bench_reference(micro: int, steps: int, accum: int = 1) -> tuple[float, int]:
     torch.manual_seed(0)
     model = NanoGPT(**SHAPE).cuda()
@@ -243,7 +316,7 @@ def bench_reference(micro: int, steps: int, accum: int = 1) -> tuple[float, int]
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return time_steps(step, steps, accum * micro * SHAPE["seq"], "the reference"), n
+    return time_steps(step, steps, accum * micro * SHAPE["seq"], REFERENCE), n
 
 
 def bench_ours(micro: int, steps: int, overrides: list[str] = (), label: str = "ours", accum: int = 1) -> tuple[float, int]:
@@ -361,6 +434,7 @@ def main() -> None:
                         help="a row of the MFU table: the trainer's step with these overrides (default: one row, none)")
     parser.add_argument("--profile", action="store_true", help="print each row's GPU kernels by time")
     parser.add_argument("--check-attention", action="store_true", help="also time the attention block's layout variants")
+    parser.add_argument("--check-head", action="store_true", help="also time the output head + loss: unfused, chunked, Liger-Kernel")
     parser.add_argument("--check-sdpa", action="store_true", help="also time causal attention through each SDPA kernel")
     args = parser.parse_args()
     if args.check_flex:
@@ -395,9 +469,11 @@ def main() -> None:
         check_sdpa(args.micro_batch)
     if args.check_attention:
         check_attention(args.micro_batch)
+    if args.check_head:
+        check_head()
     rows = []
     if not args.skip_reference:
-        rows.append(("nanoGPT-style GPT-2 (compile, bf16 autocast)", *bench_reference(args.micro_batch, args.steps, args.accum)))
+        rows.append((REFERENCE, *bench_reference(args.micro_batch, args.steps, args.accum)))
         torch.cuda.empty_cache()
     for spec in args.ours or ([] if args.skip_ours else ["="]):
         label, _, overrides = spec.partition("=")
@@ -406,12 +482,14 @@ def main() -> None:
         torch.cuda.empty_cache()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    if not rows:
+        return
     width = max(len(label) for label, _, _ in rows) + 2
-    print(f"\n{'model':<{width}}{'params':>8}{'tokens/s':>11}{'TFLOP/s':>9}{'MFU meas.':>11}{'MFU sheet':>11}{'vs ref.':>9}")
+    print(f"\n{'model':<{width}}{'params':>8}{'tokens/s':>11}{'TFLOP/s':>9}{'MFU meas.':>11}{'MFU sheet':>11}{'vs ref.':>9}{'peak GiB':>10}")
     reference = rows[0][1] if not args.skip_reference else float("nan")
     for label, rate, n in rows:
         achieved = rate * flops_per_token(n)
-        print(f"{label:<{width}}{n / 1e6:>7.0f}M{rate:>11.0f}{achieved / 1e12:>9.0f}{achieved / peak:>10.1%}{achieved / sheet:>10.1%}{rate / reference:>8.2f}x")
+        print(f"{label:<{width}}{n / 1e6:>7.0f}M{rate:>11.0f}{achieved / 1e12:>9.0f}{achieved / peak:>10.1%}{achieved / sheet:>10.1%}{rate / reference:>8.2f}x{PEAK_MEMORY.get(label, float('nan')) / 2**30:>10.1f}")
 
 
 if __name__ == "__main__":

@@ -52,9 +52,13 @@ def chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor, softcap: fl
 
 @lru_cache(maxsize=1)
 def _compiled_chunk_loss():
-    """On the GPU the chunk's dozen elementwise steps and two reductions are one inductor kernel;
-    eager they would be a dozen passes over the chunk's logits."""
-    return torch.compile(chunk_loss_and_grad, dynamic=False)
+    """On the GPU: the Triton kernel (two reads of each row), else the chunk's elementwise steps
+    compiled by inductor into one kernel (three reads); eager they would be a dozen passes."""
+    try:
+        from trainer.triton_loss import chunk_loss_and_grad_triton
+    except ImportError:
+        return torch.compile(chunk_loss_and_grad, dynamic=False)
+    return chunk_loss_and_grad_triton
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
