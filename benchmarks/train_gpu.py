@@ -1,20 +1,33 @@
 """GPU training throughput: our 124M config beside a nanoGPT-style GPT-2 124M, same shapes, same run.
 
-    python benchmarks/train_gpu.py [--steps 30] [--micro-batch 16] [--skip-ours] [--skip-reference]
+    python benchmarks/train_gpu.py --micro-batch 32 --accum 16 --steps 5      # the 124m preset's step
+    python benchmarks/train_gpu.py --micro-batch 32 --ours fused= --ours whole=model.loss_chunk=0 --profile
+    python benchmarks/train_gpu.py --check-head --check-sdpa --skip-reference --skip-ours
     python benchmarks/train_gpu.py --skip-reference --skip-ours --variant global= \
         --variant local=model.window=256,model.attention_pattern=LLLG --variant offload=parallel.cpu_offload=true
     torchrun --nproc_per_node=2 benchmarks/train_gpu.py --skip-reference --skip-ours \
         --variant full=parallel.sharding=full --variant grad_op=parallel.sharding=grad_op --variant replicate=parallel.sharding=replicate
 
 Run it on a lent GPU (the device tool). It first measures the bf16 matmul peak of the GPU
-(8192^3 products), then times training steps (forward, backward, AdamW) of
-  - ours: trainer.model.Transformer (RMSNorm, RoPE, SwiGLU, QK-norm, soft-cap, z-loss) under FSDP2
-    with bf16 compute / fp32 reduce and torch.compile per block, as the trainer runs it;
-  - the reference: a nanoGPT-style GPT-2 (LayerNorm, learned positions, GELU MLP, tied head) in
-    bf16 autocast with torch.compile of the whole model, written here after nanoGPT's model.py.
+(8192^3 products), then times optimizer steps (``--accum`` micro-batches of forward and backward,
+gradient clipping, AdamW) of
+  - the reference: a nanoGPT-style GPT-2 (LayerNorm, learned positions, GELU MLP, tied head,
+    ``F.cross_entropy`` on the whole logits) in bf16 autocast with torch.compile of the whole
+    model, written here after nanoGPT's model.py;
+  - ours (one row per ``--ours name=overrides``): trainer.model.Transformer (RMSNorm, RoPE,
+    SwiGLU, QK-norm, soft-cap, z-loss, untied head) through the trainer's own code path
+    (``parallelize`` + ``forward_loss``): on one GPU unsharded, bf16 autocast, model and loss one
+    compiled graph up to the chunked output loss (``trainer.chunked_loss``).
 MFU counts 6N + 12·L·H·Q·T FLOPs per token (N: non-embedding parameters) against both the
-measured matmul peak and the data-sheet peak (989 TFLOP/s dense bf16 for the H100 SXM).
-Random tokens: this measures the step, not the data (the data loader's share is in metrics.jsonl).
+measured matmul peak and the data-sheet peak (989 TFLOP/s dense bf16 for the H100 SXM); the
+peak memory is ``torch.cuda.max_memory_allocated`` over the row's steps. ``--profile`` prints
+each row's GPU kernels by time. Random tokens: this measures the step, not the data (the data
+loader's share is in metrics.jsonl).
+
+``--check-head`` times the output head + loss alone (whole logits compiled, the chunked loss
+with the inductor kernel and with the Triton kernel at several block sizes, and Liger-Kernel's
+fused linear cross-entropy when it is installed: the named baseline for this part).
+``--check-sdpa`` times causal attention through each SDPA kernel of the GPU.
 
 ``--variant name=section.field=value,...`` times the trainer's step (124m preset) with those
 overrides and reports, besides tokens/s, ``torch.cuda.max_memory_allocated`` (everything: weights,
@@ -155,78 +168,6 @@ def check_sdpa(batch: int = 32, repeats: int = 20) -> None:
         except RuntimeError as e:
             print(f"sdpa {backend.name:<20} unavailable: {str(e).splitlines()[0][:100]}")
     sys.stdout.flush()
-
-
-def check_attention(batch: int = 32, repeats: int = 20) -> None:
-    """Attention block alone (qkv projection, QK-norm, RoPE, SDPA, output projection), forward +
-    backward, compiled, in bf16 autocast: the current layout against candidate rewrites."""
-    from trainer.model import Attention, ModelConfig, apply_rope, rope_tables
-
-    cfg = ModelConfig(vocab_size=SHAPE["vocab"], seq_len=SHAPE["seq"], d_model=SHAPE["d"], n_layers=SHAPE["layers"], n_heads=SHAPE["heads"])
-    h, hd = cfg.n_heads, cfg.head_dim
-
-    def rope_half(x, cos, sin):  # x (..., t, heads, hd); cos/sin (t, hd/2)
-        x1, x2 = x.chunk(2, dim=-1)
-        cos, sin = cos[:, None, :], sin[:, None, :]
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-
-    class BTHD(Attention):  # norm and rope on (b, t, h, hd), SDPA on transposed views
-        def forward(self, x, rope, mask=None):
-            b, t, d = x.shape
-            q, k, v = self.qkv(x).view(b, t, 3, h, hd).unbind(2)
-            q, k = self.q_norm(q), self.k_norm(k)
-            cos, sin = rope
-            q, k = rope_half(q, cos[:t], sin[:t]).to(v.dtype), rope_half(k, cos[:t], sin[:t]).to(v.dtype)
-            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
-            return self.out(y.transpose(1, 2).reshape(b, t, d))
-
-    class BTHDfp32(Attention):  # the same with the norm's statistics in fp32 and bf16 out
-        def forward(self, x, rope, mask=None):
-            b, t, d = x.shape
-            q, k, v = self.qkv(x).view(b, t, 3, h, hd).unbind(2)
-            cos, sin = rope
-            def prep(z, norm):
-                z = z.float()
-                z = z * torch.rsqrt(z.square().mean(-1, keepdim=True) + 1e-6) * norm.weight
-                return rope_half(z, cos[:t], sin[:t]).to(v.dtype)
-            q, k = prep(q, self.q_norm), prep(k, self.k_norm)
-            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
-            return self.out(y.transpose(1, 2).reshape(b, t, d))
-
-    class Interleaved(Attention):  # current rope, new layout
-        def forward(self, x, rope, mask=None):
-            b, t, d = x.shape
-            q, k, v = self.qkv(x).view(b, t, 3, h, hd).unbind(2)
-            q, k = self.q_norm(q), self.k_norm(k)
-            cos, sin = rope
-            q, k = (apply_rope(z.transpose(1, 2), cos, sin).to(v.dtype) for z in (q, k))
-            y = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True)
-            return self.out(y.transpose(1, 2).reshape(b, t, d))
-
-    class Plain(Attention):  # no QK-norm, no rope: nanoGPT's attention
-        def forward(self, x, rope, mask=None):
-            b, t, d = x.shape
-            q, k, v = self.qkv(x).view(b, t, 3, h, hd).unbind(2)
-            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
-            return self.out(y.transpose(1, 2).reshape(b, t, d))
-
-    cos, sin = (z.cuda() for z in rope_tables(cfg.seq_len, hd, cfg.rope_base))
-    x = torch.randn(batch, cfg.seq_len, cfg.d_model, device="cuda", requires_grad=True)
-    for name, cls in (("current", Attention), ("plain (no QK-norm, no RoPE)", Plain), ("b,t,h,hd + interleaved rope", Interleaved),
-                      ("b,t,h,hd + half rope", BTHD), ("b,t,h,hd + half rope, fp32 stats", BTHDfp32)):
-        torch.manual_seed(0)
-        block = cls(cfg).cuda()
-        fn = torch.compile(lambda inp: block(inp, (cos, sin)))
-        for i in range(repeats + 3):
-            if i == 3:
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = fn(x)
-            out.float().square().mean().backward()
-        torch.cuda.synchronize()
-        print(f"attention block {name:<36} {(time.perf_counter() - start) / repeats * 1e3:6.3f} ms forward+backward")
-        sys.stdout.flush()
 
 
 def check_head(tokens: int = 32768, repeats: int = 10) -> None:
@@ -433,7 +374,6 @@ def main() -> None:
     parser.add_argument("--ours", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="a row of the MFU table: the trainer's step with these overrides (default: one row, none)")
     parser.add_argument("--profile", action="store_true", help="print each row's GPU kernels by time")
-    parser.add_argument("--check-attention", action="store_true", help="also time the attention block's layout variants")
     parser.add_argument("--check-head", action="store_true", help="also time the output head + loss: unfused, chunked, Liger-Kernel")
     parser.add_argument("--check-sdpa", action="store_true", help="also time causal attention through each SDPA kernel")
     args = parser.parse_args()
@@ -467,8 +407,6 @@ def main() -> None:
     print(f"shape: GPT-2 124M (d {SHAPE['d']}, {SHAPE['layers']} layers, {SHAPE['heads']} heads, seq {SHAPE['seq']}), micro-batch {args.micro_batch} x {args.accum} per optimizer step, {args.steps} timed steps\n")
     if args.check_sdpa:
         check_sdpa(args.micro_batch)
-    if args.check_attention:
-        check_attention(args.micro_batch)
     if args.check_head:
         check_head()
     rows = []
