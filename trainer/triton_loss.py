@@ -68,8 +68,9 @@ def _loss_rows(logits_ptr, row_stride, targets_ptr, ce_ptr, log_z_ptr, vocab, so
 
 
 def chunk_loss_and_grad_triton(logits: torch.Tensor, targets: torch.Tensor, softcap: float | None, z_loss: float, smoothing: float,
-                               ignore_index: int, want_grad: bool, block: int = 4096, num_warps: int = 16):
-    """``chunked_loss.chunk_loss_and_grad``'s contract; the gradient is written over ``logits``."""
+                               ignore_index: int, want_grad: bool, block: int = 2048, num_warps: int = 8):
+    """``chunked_loss.chunk_loss_and_grad``'s contract; the gradient is written over ``logits``.
+    Block 2048 with 8 warps was the fastest of six settings on an H100 (benchmarks/DEVICE_NOTES.md, run 14)."""
     rows, vocab = logits.shape
     assert logits.stride(1) == 1, "rows of logits must be contiguous"
     ce = torch.empty(rows, dtype=torch.float32, device=logits.device)
