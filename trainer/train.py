@@ -33,8 +33,10 @@ def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device, teac
     """(inputs, targets, prefix) -> (loss sum, z sum, target count), compiled when configured.
 
     Under FSDP2 the blocks are compiled one by one and bf16 comes from its MixedPrecisionPolicy;
-    in a single process the model and the loss are one compiled graph under bf16 autocast. With a
-    teacher, the loss is the distillation loss (``trainer.distill``) plus the student's z-loss.
+    in a single process the model is one compiled graph under bf16 autocast. Either way the output
+    head and the loss run inside the model's forward, a chunk of positions at a time, with their
+    own kernel (``trainer.chunked_loss``). With a teacher the whole logits are needed: the loss is
+    the distillation loss (``trainer.distill``) plus the student's z-loss.
     """
     o, d = cfg.optim, cfg.distill
     sharded = is_sharded(cfg.parallel, world)
