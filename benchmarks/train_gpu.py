@@ -14,6 +14,8 @@ gradient clipping, AdamW) of
   - the reference: a nanoGPT-style GPT-2 (LayerNorm, learned positions, GELU MLP, tied head,
     ``F.cross_entropy`` on the whole logits) in bf16 autocast with torch.compile of the whole
     model, written here after nanoGPT's model.py;
+  - with ``--transformers``: a ``transformers`` LlamaForCausalLM of our shape (the recipe without
+    QK-norm, soft-cap and z-loss), compiled, bf16 autocast;
   - ours (one row per ``--ours name=overrides``): trainer.model.Transformer (RMSNorm, RoPE,
     SwiGLU, QK-norm, soft-cap, z-loss, untied head) through the trainer's own code path
     (``parallelize`` + ``forward_loss``): on one GPU unsharded, bf16 autocast, model and loss one
@@ -51,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SHAPE = dict(vocab=50304, seq=1024, d=768, layers=12, heads=12)
 REFERENCE = "nanoGPT-style GPT-2 (compile, bf16 autocast)"
+TRANSFORMERS = "transformers Llama, our shape (compile, bf16)"
 
 
 def matmul_peak() -> float:
@@ -260,6 +263,36 @@ def bench_reference(micro: int, steps: int, accum: int = 1) -> tuple[float, int]
     return time_steps(step, steps, accum * micro * SHAPE["seq"], REFERENCE), n
 
 
+def bench_transformers_llama(micro: int, steps: int, accum: int = 1) -> tuple[float, int]:
+    """A ``transformers`` Llama of our shape (RMSNorm, RoPE, SwiGLU at 2048, untied head; no
+    QK-norm, soft-cap or z-loss), SDPA attention, bf16 autocast, torch.compile of the whole model,
+    ``F.cross_entropy`` on its logits."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=SHAPE["vocab"], hidden_size=SHAPE["d"], intermediate_size=64 * -(-8 * SHAPE["d"] // 3 // 64),
+                      num_hidden_layers=SHAPE["layers"], num_attention_heads=SHAPE["heads"], num_key_value_heads=SHAPE["heads"],
+                      max_position_embeddings=SHAPE["seq"], tie_word_embeddings=False)
+    cfg._attn_implementation = "sdpa"
+    model = LlamaForCausalLM(cfg).cuda()
+    n = sum(p.numel() for p in model.parameters()) - model.model.embed_tokens.weight.numel()  # the untied head counts
+    opt = torch.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), fused=True)
+    compiled = torch.compile(model)
+    x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
+
+    def step():
+        for _ in range(accum):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = compiled(input_ids=x[:, :-1]).logits
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+            (loss / accum).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return time_steps(step, steps, accum * micro * SHAPE["seq"], TRANSFORMERS), n
+
+
 def bench_ours(micro: int, steps: int, overrides: list[str] = (), label: str = "ours", accum: int = 1) -> tuple[float, int]:
     """Our model through the trainer's own code path (parallelize + forward_loss), 124M preset."""
     from trainer.config import load_train_config
@@ -368,6 +401,7 @@ def main() -> None:
     parser.add_argument("--accum", type=int, default=1, help="micro-batches per optimizer step (gradient accumulation), for every row")
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--transformers", action="store_true", help="also a transformers Llama of our shape (needs transformers installed)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="the trainer's step with comma-separated section.field=value overrides, e.g. offload=parallel.cpu_offload=true")
     parser.add_argument("--check-flex", action="store_true", help="only compare flex_attention with SDPA on local/global and prefix masks")
@@ -412,6 +446,9 @@ def main() -> None:
     rows = []
     if not args.skip_reference:
         rows.append((REFERENCE, *bench_reference(args.micro_batch, args.steps, args.accum)))
+        torch.cuda.empty_cache()
+    if args.transformers:
+        rows.append((TRANSFORMERS, *bench_transformers_llama(args.micro_batch, args.steps, args.accum)))
         torch.cuda.empty_cache()
     for spec in args.ours or ([] if args.skip_ours else ["="]):
         label, _, overrides = spec.partition("=")
