@@ -248,3 +248,30 @@ def test_loss_equals_torch_cross_entropy_plus_z_loss(smoothing):
     assert n == 20
     assert torch.allclose(z, (log_z**2).sum())
     assert torch.allclose(loss, reference + 1e-3 * z, rtol=1e-5)
+
+
+def test_step_batches_travel_with_the_data_state_of_their_own_step():
+    """The next batch is built ahead, but each batch comes with the state after it, not after the prefetched one."""
+    from trainer.data import StepBatches
+
+    drawn = []
+
+    def make(step):
+        drawn.append(step)
+        return f"batch {step}", {"sequences": 10 * (step + 1)}
+
+    batches = StepBatches(make)
+    try:
+        for step in range(3, 6):
+            batch, state, waited = batches.get(step, 6)
+            assert (batch, state) == (f"batch {step}", {"sequences": 10 * (step + 1)}) and waited >= 0
+        assert drawn == [3, 4, 5]  # in order, each once, nothing past the end
+    finally:
+        batches.close()
+
+
+@pytest.mark.slow
+def test_prefetching_batches_changes_nothing_but_the_wait(tokens, tmp_path):
+    ahead = train_cli(tokens, tmp_path / "ahead", "optim.steps=6")
+    inline = train_cli(tokens, tmp_path / "inline", "optim.steps=6", "data.prefetch=false")
+    assert [m["loss"] for m in ahead] == [m["loss"] for m in inline]

@@ -13,6 +13,8 @@ sequences r, r + w, r + 2w, ...
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,3 +124,33 @@ class MixtureSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.state = MixtureState(state["sequences"], dict(state["positions"]), dict(state["counts"]), dict(state["expected"]))
+
+
+class StepBatches:
+    """Each step's batch, built one step ahead on a background thread while the current step trains.
+
+    ``make(step)`` returns (batch, the sampler's state after it) and runs on one worker thread, so
+    the sampler advances in step order; the state travels with its batch, and a checkpoint records
+    what training consumed, not what was prefetched. ``get`` reports how long the step waited: the
+    data loader's exposed share of step time (zero while building a batch takes less than a step).
+    """
+
+    def __init__(self, make, ahead: bool = True):
+        self.make = make
+        self.ahead = ahead
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
+        self._pending: tuple[int, Future] | None = None
+
+    def get(self, step: int, last_step: int):
+        """(batch, data state after it, seconds waited) of ``step``; starts ``step + 1`` unless it is ``last_step``."""
+        start = time.perf_counter()
+        if self._pending and self._pending[0] == step:
+            batch, state = self._pending[1].result()
+        else:
+            batch, state = self._pool.submit(self.make, step).result()
+        waited = time.perf_counter() - start
+        self._pending = (step + 1, self._pool.submit(self.make, step + 1)) if self.ahead and step + 1 < last_step else None
+        return batch, state, waited
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

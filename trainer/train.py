@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from trainer.config import TrainConfig
 from tokenizer.special import special_tokens
-from trainer.data import MixtureSampler, load_streams
+from trainer.data import MixtureSampler, StepBatches, load_streams
 from trainer.distill import distill_loss, load_teacher
 from trainer.memory import model_state_bytes
 from trainer.model import Transformer, lm_loss
@@ -84,14 +84,15 @@ class Checkpointer:
         done = sorted(self.root.glob("step-*/extra.json"))
         return done[-1].parent if done else None
 
-    def save(self, step: int, model, optimizer, scheduler, sampler, rank: int) -> None:
+    def save(self, step: int, model, optimizer, scheduler, data_state: dict, rank: int) -> None:
+        """``data_state``: the sampler's state after the last batch this step trained on."""
         path = self.root / f"step-{step:08d}"
         model_sd, optim_sd = get_state_dict(model, optimizer)
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(path))
         torch.save({"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, path / f"rng-{rank}.pt")
         dist.barrier()
         if rank == 0:  # written last: a checkpoint without it is incomplete and ignored
-            extra = {"step": step, "scheduler": scheduler.state_dict(), "data": sampler.state_dict()}
+            extra = {"step": step, "scheduler": scheduler.state_dict(), "data": data_state}
             tmp = path / "extra.json.tmp"
             tmp.write_text(json.dumps(extra))
             tmp.replace(path / "extra.json")
@@ -191,75 +192,86 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     peak = _peak(cfg, device)
     logged: list[dict] = []
     bar = tqdm(total=o.steps, initial=start_step, desc="train", disable=not (progress and rank == 0))
-    for step in range(start_step, o.steps):
-        t0 = time.perf_counter()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+
+    def make_batch(step: int):
         first = sampler.state.sequences
         rows = sampler.batch(step, o.global_batch, rank, world)
-        batch = objective.batch(rows, list(range(first + rank, first + o.global_batch, world))).to(device)
-        data_time = time.perf_counter() - t0
-        # every objective predicts a fixed number of targets per sequence: the global count is
-        # known without a collective
-        global_targets = o.global_batch * objective.targets_per_sequence
-        loss_sum = torch.zeros((), device=device)
-        z_sum = torch.zeros((), device=device)
-        model.train()
-        for i in range(accum):
-            micro = batch[i * o.micro_batch : (i + 1) * o.micro_batch]
-            loss, z, _ = loss_fn(micro.inputs, micro.targets, micro.prefix)
-            if i == accum - 1:  # the gathered parameters are alive between forward and backward
-                after_forward = model_state_bytes(model, optimizer)
-            # FSDP averages gradients over processes, so scale by world / global count: the
-            # result is the mean over every target token of the step, however it was split
-            (loss * world / global_targets).backward()
-            loss_sum += loss.detach()
-            z_sum += z.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        optimizer.step()
-        after_step = model_state_bytes(model, optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        state_peak = max(after_forward, after_step, key=lambda parts: sum(parts.values()))
-        state_max = torch.tensor([sum(state_peak.values())], device=device)
-        dist.all_reduce(state_max, op=dist.ReduceOp.MAX)
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
-        totals = torch.stack([loss_sum, z_sum])
-        dist.all_reduce(totals)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        took = time.perf_counter() - t0
-        tokens_per_s = o.global_batch * cfg.model.seq_len / took  # positions processed (MLM predicts only 15% of them)
-        record = {
-            "step": step + 1,
-            "loss": totals[0].item() / global_targets,
-            "z_loss": totals[1].item() / global_targets,
-            "lr": lr,
-            "grad_norm": grad_norm.item(),
-            "tokens_per_s": tokens_per_s,
-            "mfu": fpt * tokens_per_s / (peak * world) if peak else None,
-            "data_time_share": data_time / took,
-            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-            # parameters, gradients, optimizer state and gathered parameters of the fullest
-            # process, at its fuller moment (end of forward, or after the optimizer step); the
-            # parts are those of the process that logs
-            "model_state_bytes": int(state_max.item()),
-            "model_state_parts": state_peak,
-        }
-        if (step + 1) % cfg.log.val_every == 0 and val_streams:
-            record["val_loss"] = evaluate(model, val_streams, cfg, objective, rank, world, device)
-        if rank == 0 and (step + 1) % cfg.log.every == 0:
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
-        logged.append(record)
-        bar.update(1)
-        last = step + 1 == o.steps or step + 1 == cfg.stop_after
-        if cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0 or last:
-            ckpt.save(step + 1, model, optimizer, scheduler, sampler, rank)
-        if step + 1 == cfg.stop_after:
-            break
+        return objective.batch(rows, list(range(first + rank, first + o.global_batch, world))), sampler.state_dict()
+
+    # the next step's batch is built on a thread while this one trains (data.prefetch)
+    batches = StepBatches(make_batch, ahead=cfg.data.prefetch)
+    end = cfg.stop_after if cfg.stop_after and start_step < cfg.stop_after < o.steps else o.steps
+    try:
+        for step in range(start_step, end):
+            t0 = time.perf_counter()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            cpu_batch, data_state, _ = batches.get(step, end)
+            batch = cpu_batch.to(device)
+            data_time = time.perf_counter() - t0  # waiting for the prefetched batch, and its copy to the device
+            # every objective predicts a fixed number of targets per sequence: the global count is
+            # known without a collective
+            global_targets = o.global_batch * objective.targets_per_sequence
+            loss_sum = torch.zeros((), device=device)
+            z_sum = torch.zeros((), device=device)
+            model.train()
+            for i in range(accum):
+                micro = batch[i * o.micro_batch : (i + 1) * o.micro_batch]
+                loss, z, _ = loss_fn(micro.inputs, micro.targets, micro.prefix)
+                if i == accum - 1:  # the gathered parameters are alive between forward and backward
+                    after_forward = model_state_bytes(model, optimizer)
+                # FSDP averages gradients over processes, so scale by world / global count: the
+                # result is the mean over every target token of the step, however it was split
+                (loss * world / global_targets).backward()
+                loss_sum += loss.detach()
+                z_sum += z.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+            optimizer.step()
+            after_step = model_state_bytes(model, optimizer)
+            optimizer.zero_grad(set_to_none=True)
+            state_peak = max(after_forward, after_step, key=lambda parts: sum(parts.values()))
+            state_max = torch.tensor([sum(state_peak.values())], device=device)
+            dist.all_reduce(state_max, op=dist.ReduceOp.MAX)
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            totals = torch.stack([loss_sum, z_sum])
+            dist.all_reduce(totals)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            took = time.perf_counter() - t0
+            tokens_per_s = o.global_batch * cfg.model.seq_len / took  # positions processed (MLM predicts only 15% of them)
+            record = {
+                "step": step + 1,
+                "loss": totals[0].item() / global_targets,
+                "z_loss": totals[1].item() / global_targets,
+                "lr": lr,
+                "grad_norm": grad_norm.item(),
+                "tokens_per_s": tokens_per_s,
+                "mfu": fpt * tokens_per_s / (peak * world) if peak else None,
+                "data_time_share": data_time / took,
+                "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+                # parameters, gradients, optimizer state and gathered parameters of the fullest
+                # process, at its fuller moment (end of forward, or after the optimizer step); the
+                # parts are those of the process that logs
+                "model_state_bytes": int(state_max.item()),
+                "model_state_parts": state_peak,
+            }
+            if (step + 1) % cfg.log.val_every == 0 and val_streams:
+                record["val_loss"] = evaluate(model, val_streams, cfg, objective, rank, world, device)
+            if rank == 0 and (step + 1) % cfg.log.every == 0:
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
+            logged.append(record)
+            bar.update(1)
+            last = step + 1 == o.steps or step + 1 == cfg.stop_after
+            if cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0 or last:
+                ckpt.save(step + 1, model, optimizer, scheduler, data_state, rank)
+            if step + 1 == cfg.stop_after:
+                break
+    finally:
+        batches.close()
     bar.close()
     if metrics_file:
         metrics_file.close()
