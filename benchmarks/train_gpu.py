@@ -29,7 +29,8 @@ loader's share is in metrics.jsonl).
 ``--check-head`` times the output head + loss alone (whole logits compiled, the chunked loss
 with the inductor kernel and with the Triton kernel at several block sizes, and Liger-Kernel's
 fused linear cross-entropy when it is installed: the named baseline for this part).
-``--check-sdpa`` times causal attention through each SDPA kernel of the GPU.
+``--check-sdpa`` times causal attention through each SDPA kernel of the GPU; ``--check-attention``
+the attention block against the layout it replaced (benchmarks/DEVICE_NOTES.md, run 11).
 
 ``--variant name=section.field=value,...`` times the trainer's step (124m preset) with those
 overrides and reports, besides tokens/s, ``torch.cuda.max_memory_allocated`` (everything: weights,
@@ -171,6 +172,59 @@ def check_sdpa(batch: int = 32, repeats: int = 20) -> None:
         except RuntimeError as e:
             print(f"sdpa {backend.name:<20} unavailable: {str(e).splitlines()[0][:100]}")
     sys.stdout.flush()
+
+
+def check_attention(batch: int = 32, repeats: int = 20, device: str = "cuda", compiled: bool = True) -> None:
+    """The attention block alone (qkv projection, QK-norm, RoPE, SDPA, output projection), forward
+    + backward, compiled, bf16 autocast: ours (``trainer.model.Attention``: norm and RoPE on the
+    projection's (b, t, h, hd) layout, half-split pairs) against the layout it replaced
+    (interleaved pairs on a permuted (b, h, t, hd) copy: the baseline) and nanoGPT's (neither)."""
+    from trainer.model import Attention, ModelConfig, rope_tables
+
+    cfg = ModelConfig(vocab_size=SHAPE["vocab"], seq_len=SHAPE["seq"], d_model=SHAPE["d"], n_layers=SHAPE["layers"], n_heads=SHAPE["heads"])
+    h, hd = cfg.n_heads, cfg.head_dim
+
+    class Before(Attention):
+        def forward(self, x, rope, mask=None):
+            b, t, d = x.shape
+            q, k, v = self.qkv(x).view(b, t, 3, h, hd).permute(2, 0, 3, 1, 4)
+            q, k = self.q_norm(q), self.k_norm(k)
+            cos, sin = (r[:t].to(x.dtype) for r in rope)
+
+            def rotate(z):
+                z1, z2 = z[..., 0::2], z[..., 1::2]
+                return torch.stack((z1 * cos - z2 * sin, z1 * sin + z2 * cos), dim=-1).flatten(-2)
+
+            y = F.scaled_dot_product_attention(rotate(q).to(v.dtype), rotate(k).to(v.dtype), v, is_causal=True)
+            return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    class Plain(Attention):
+        def forward(self, x, rope, mask=None):
+            b, t, d = x.shape
+            q, k, v = (z.transpose(1, 2) for z in self.qkv(x).view(b, t, 3, h, hd).unbind(2))
+            return self.out(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d))
+
+    rope = tuple(z.to(device) for z in rope_tables(cfg.seq_len, hd, cfg.rope_base))
+    x = torch.randn(batch, cfg.seq_len, cfg.d_model, device=device, requires_grad=True)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times = {}
+    for name, cls in (("before: interleaved RoPE on a (b, h, t, hd) copy", Before), ("ours: trainer.model.Attention", Attention),
+                      ("nanoGPT's: no QK-norm, no RoPE", Plain)):
+        torch.manual_seed(0)
+        block = cls(cfg).to(device)
+        fn = torch.compile(block) if compiled else block
+        for i in range(repeats + 3):
+            if i == 3:
+                sync()
+                start = time.perf_counter()
+            with torch.autocast(device, dtype=torch.bfloat16):
+                out = fn(x, rope)
+            out.float().square().mean().backward()
+        sync()
+        times[name] = (time.perf_counter() - start) / repeats
+        base = next(iter(times.values()))
+        print(f"attention block {name:<50} {times[name] * 1e3:7.3f} ms forward+backward ({base / times[name]:4.2f}x the baseline's speed)")
+        sys.stdout.flush()
 
 
 def check_head(tokens: int = 32768, repeats: int = 10) -> None:
@@ -408,6 +462,7 @@ def main() -> None:
     parser.add_argument("--ours", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="a row of the MFU table: the trainer's step with these overrides (default: one row, none)")
     parser.add_argument("--profile", action="store_true", help="print each row's GPU kernels by time")
+    parser.add_argument("--check-attention", action="store_true", help="also time the attention block against the layout it replaced")
     parser.add_argument("--check-head", action="store_true", help="also time the output head + loss: unfused, chunked, Liger-Kernel")
     parser.add_argument("--check-sdpa", action="store_true", help="also time causal attention through each SDPA kernel")
     args = parser.parse_args()
@@ -441,6 +496,8 @@ def main() -> None:
     print(f"shape: GPT-2 124M (d {SHAPE['d']}, {SHAPE['layers']} layers, {SHAPE['heads']} heads, seq {SHAPE['seq']}), micro-batch {args.micro_batch} x {args.accum} per optimizer step, {args.steps} timed steps\n")
     if args.check_sdpa:
         check_sdpa(args.micro_batch)
+    if args.check_attention:
+        check_attention(args.micro_batch)
     if args.check_head:
         check_head()
     rows = []
