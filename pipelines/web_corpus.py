@@ -49,7 +49,9 @@ def balanced_sample(samples: list[tuple[str, str, int]], budget_chars: int) -> t
 
 def ensure_tokenizer(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], progress: bool) -> Tokenizer:
     """The run's tokenizer: given by path, already trained by an earlier attempt, or trained now."""
-    if run.tokenizer_model.exists():
+    # the record is written after the model: a run killed between the two has no record, and
+    # training again (deterministic: the same model bytes) is what writes it
+    if run.tokenizer_model.exists() and run.tokenizer_info.exists():
         return Tokenizer(run.tokenizer_model)
     tok = cfg.tokenizer
     if tok.model_path:

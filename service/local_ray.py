@@ -31,9 +31,21 @@ def ray_env() -> dict[str, str]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: held open together while drawn, since a port released by one
+    draw can be handed out again by the next (CI once gave Ray's client server and dashboard
+    agent the same one, and `ray start` refused it)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _ray_cli() -> str:
@@ -64,11 +76,11 @@ def _start(args: list[str], log_path: Path) -> int:
 def start_head(num_cpus: int | None = None, log_dir: Path | None = None) -> RayNode:
     """A Ray head on loopback with the dashboard (the Jobs API) on a free port."""
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    gcs, dashboard = free_port(), free_port()
+    gcs, dashboard, agent, client = free_ports(4)
     args = [
         "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-        "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={temp_dir}", f"--dashboard-agent-listen-port={free_port()}",
-        f"--ray-client-server-port={free_port()}",
+        "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={temp_dir}", f"--dashboard-agent-listen-port={agent}",
+        f"--ray-client-server-port={client}",
     ] + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
     pgid = _start(args, Path(log_dir or temp_dir) / "ray-head.log")
     node = RayNode(pgid, f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}", temp_dir)

@@ -129,6 +129,24 @@ def test_driver_killed_at_many_points_then_resumed_equals_uninterrupted_run(tmp_
     assert resumed == reference
 
 
+def test_a_kill_between_the_tokenizer_model_and_its_record_trains_it_again(tmp_path, ray_local):
+    """The model is written before its record (tokenizer.json): a driver killed between the two
+    left a run whose resume kept the model and never wrote the record (CI caught it once)."""
+    from pipelines.run_dir import RunDir
+    from pipelines.web_corpus import ensure_tokenizer, list_shards
+
+    cfg = small_config(tmp_path, **PINNED)
+    run = RunDir(cfg.run_dir)
+    run.prepare(cfg)
+    shards = list_shards(cfg)
+    ensure_tokenizer(cfg, run, shards, progress=False)
+    model, record = run.tokenizer_model.read_bytes(), run.tokenizer_info.read_text()
+    run.tokenizer_info.unlink()  # where the kill left it
+    ensure_tokenizer(cfg, run, shards, progress=False)
+    assert run.tokenizer_info.read_text() == record
+    assert run.tokenizer_model.read_bytes() == model
+
+
 # ---- a Ray worker killed mid-task --------------------------------------------------------------
 def _cmdline(pid: int) -> str:
     try:
