@@ -109,6 +109,20 @@ def flops_per_token(n_params: int) -> float:
     return 6 * n_params + 12 * s["layers"] * s["heads"] * (s["d"] // s["heads"]) * s["seq"]
 
 
+def optimizer_step(model, opt, micro_loss, accum: int):
+    """One optimizer step as every row takes it: ``accum`` micro-batches of ``micro_loss()``
+    (a mean over its tokens) forward and backward, gradient clipping at 1, AdamW."""
+
+    def step():
+        for _ in range(accum):
+            (micro_loss() / accum).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
 PROFILE = {"on": False}
 PEAK_MEMORY: dict[str, int] = {}  # label -> torch.cuda.max_memory_allocated over its steps
 
@@ -247,13 +261,12 @@ def check_head(tokens: int = 32768, repeats: int = 10) -> None:
 
     def chunked_with(kernel):
         def run(h, w, t):
-            chunked._compiled_chunk_loss.cache_clear()
-            original = chunked._compiled_chunk_loss
-            chunked._compiled_chunk_loss = lambda: kernel
+            original = chunked._gpu_chunk_loss
+            chunked._gpu_chunk_loss = lambda: kernel
             try:
                 return chunked.linear_cross_entropy(h, w, t, 30.0, 1e-4, 0.0, 8192)[0]
             finally:
-                chunked._compiled_chunk_loss = original
+                chunked._gpu_chunk_loss = original
 
         return run
 
@@ -305,16 +318,11 @@ def bench_reference(micro: int, steps: int, accum: int = 1) -> tuple[float, int]
     compiled = torch.compile(model)
     x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
 
-    def step():
-        for _ in range(accum):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = compiled(x[:, :-1], x[:, 1:])
-            (loss / accum).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def micro_loss():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return compiled(x[:, :-1], x[:, 1:])
 
-    return time_steps(step, steps, accum * micro * SHAPE["seq"], REFERENCE), n
+    return time_steps(optimizer_step(model, opt, micro_loss, accum), steps, accum * micro * SHAPE["seq"], REFERENCE), n
 
 
 def bench_transformers_llama(micro: int, steps: int, accum: int = 1) -> tuple[float, int]:
@@ -334,17 +342,12 @@ def bench_transformers_llama(micro: int, steps: int, accum: int = 1) -> tuple[fl
     compiled = torch.compile(model)
     x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
 
-    def step():
-        for _ in range(accum):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = compiled(input_ids=x[:, :-1]).logits
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
-            (loss / accum).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def micro_loss():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = compiled(input_ids=x[:, :-1]).logits
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
 
-    return time_steps(step, steps, accum * micro * SHAPE["seq"], TRANSFORMERS), n
+    return time_steps(optimizer_step(model, opt, micro_loss, accum), steps, accum * micro * SHAPE["seq"], TRANSFORMERS), n
 
 
 def bench_ours(micro: int, steps: int, overrides: list[str] = (), label: str = "ours", accum: int = 1) -> tuple[float, int]:
@@ -368,15 +371,10 @@ def bench_ours(micro: int, steps: int, overrides: list[str] = (), label: str = "
     x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
     tokens = micro * SHAPE["seq"]
 
-    def step():
-        for _ in range(accum):
-            loss, _, _ = step_loss(x[:, :-1], x[:, 1:])
-            (loss / (tokens * accum)).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def micro_loss():
+        return step_loss(x[:, :-1], x[:, 1:])[0] / tokens  # the trainer's loss is a sum over target tokens
 
-    return time_steps(step, steps, accum * tokens, label), n
+    return time_steps(optimizer_step(model, opt, micro_loss, accum), steps, accum * tokens, label), n
 
 
 def bench_variant(micro: int, steps: int, overrides: list[str]) -> dict:

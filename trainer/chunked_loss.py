@@ -55,7 +55,7 @@ def chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor, softcap: fl
 
 
 @lru_cache(maxsize=1)
-def _compiled_chunk_loss():
+def _gpu_chunk_loss():
     """On the GPU: the Triton kernel (two reads of each row), else the chunk's elementwise steps
     compiled by inductor into one kernel (three reads); eager they would be a dozen passes."""
     try:
@@ -78,7 +78,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
             loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
             z = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            chunk_loss = _compiled_chunk_loss() if h.is_cuda else chunk_loss_and_grad
+            chunk_loss = _gpu_chunk_loss() if h.is_cuda else chunk_loss_and_grad
             for start in range(0, h.shape[0], chunk):
                 hc = h[start : start + chunk]
                 part_loss, part_z, g = chunk_loss(hc @ w.t(), targets[start : start + chunk], softcap, z_loss, smoothing, ignore_index, want_grad)
