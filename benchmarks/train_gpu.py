@@ -190,9 +190,12 @@ def check_sdpa(batch: int = 32, repeats: int = 20) -> None:
 
 def check_attention(batch: int = 32, repeats: int = 20, device: str = "cuda", compiled: bool = True) -> None:
     """The attention block alone (qkv projection, QK-norm, RoPE, SDPA, output projection), forward
-    + backward, compiled, bf16 autocast: ours (``trainer.model.Attention``: norm and RoPE on the
-    projection's (b, t, h, hd) layout, half-split pairs) against the layout it replaced
-    (interleaved pairs on a permuted (b, h, t, hd) copy: the baseline) and nanoGPT's (neither)."""
+    + backward, compiled, bf16 autocast: ours (``trainer.model.Attention``) with the Triton QK-norm +
+    RoPE kernels and with the torch ops they replace, against the layout the torch ops replaced
+    (interleaved pairs on a permuted (b, h, t, hd) copy: the baseline) and nanoGPT's (neither).
+    Also prints how far the fused block's output and input gradient are from the torch ops'."""
+    from dataclasses import replace
+
     from trainer.model import Attention, ModelConfig, rope_tables
 
     cfg = ModelConfig(vocab_size=SHAPE["vocab"], seq_len=SHAPE["seq"], d_model=SHAPE["d"], n_layers=SHAPE["layers"], n_heads=SHAPE["heads"])
@@ -221,24 +224,35 @@ def check_attention(batch: int = 32, repeats: int = 20, device: str = "cuda", co
     rope = tuple(z.to(device) for z in rope_tables(cfg.seq_len, hd, cfg.rope_base))
     x = torch.randn(batch, cfg.seq_len, cfg.d_model, device=device, requires_grad=True)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times = {}
-    for name, cls in (("before: interleaved RoPE on a (b, h, t, hd) copy", Before), ("ours: trainer.model.Attention", Attention),
-                      ("nanoGPT's: no QK-norm, no RoPE", Plain)):
+    times, results = {}, {}
+    rows = (("before: interleaved RoPE on a (b, h, t, hd) copy", Before, cfg),
+            ("ours, torch ops (model.fused_qk_rope=false)", Attention, replace(cfg, fused_qk_rope=False)),
+            ("ours: Triton QK-norm + RoPE (trainer.triton_qk_rope)", Attention, cfg), ("nanoGPT's: no QK-norm, no RoPE", Plain, cfg))
+    for name, cls, row_cfg in rows:
         torch.manual_seed(0)
-        block = cls(cfg).to(device)
+        block = cls(row_cfg).to(device)
+        with torch.no_grad():  # norm weights away from 1, so that their gradients matter in the comparison
+            for norm in (block.q_norm, block.k_norm):
+                norm.weight.uniform_(0.5, 1.5)
         fn = torch.compile(block) if compiled else block
         for i in range(repeats + 3):
             if i == 3:
                 sync()
                 start = time.perf_counter()
+            x.grad = None
             with torch.autocast(device, dtype=torch.bfloat16):
                 out = fn(x, rope)
             out.float().square().mean().backward()
         sync()
         times[name] = (time.perf_counter() - start) / repeats
+        results[name] = (out.detach().float(), x.grad.float(), block.q_norm.weight.grad)
         base = next(iter(times.values()))
-        print(f"attention block {name:<50} {times[name] * 1e3:7.3f} ms forward+backward ({base / times[name]:4.2f}x the baseline's speed)")
+        print(f"attention block {name:<55} {times[name] * 1e3:7.3f} ms forward+backward ({base / times[name]:4.2f}x the baseline's speed)")
         sys.stdout.flush()
+    torch_ops, fused = results[rows[1][0]], results[rows[2][0]]
+    for what, a, b in zip(("output", "input gradient", "q-norm weight gradient"), torch_ops, fused):
+        a, b = a.float(), b.float()
+        print(f"fused vs torch ops, bf16: {what} max abs diff {(a - b).abs().max().item():.3g} (max abs value {a.abs().max().item():.3g})")
 
 
 def check_head(tokens: int = 32768, repeats: int = 10) -> None:

@@ -46,6 +46,7 @@ class ModelConfig:
     attention_pattern: str = "G"  # per layer, repeated: L local, G global; "LG" alternates, "LLLG" is 3 local : 1 global
     attention_backend: str = "auto"  # auto (flex_attention for masked layers on CUDA, else SDPA) | sdpa | flex
     loss_chunk: int = 8192  # positions whose logits exist at once when forward computes the loss (trainer.chunked_loss); 0: all
+    fused_qk_rope: bool = True  # on CUDA, RMS QK-norm + RoPE as one Triton kernel each way (trainer.triton_qk_rope); false: torch ops
 
     @property
     def head_dim(self) -> int:
@@ -73,6 +74,11 @@ class ModelConfig:
 
     def layer_is_local(self, i: int) -> bool:
         return self.attention_pattern[i % len(self.attention_pattern)] == "L"
+
+
+def _half_is_power_of_two(head_dim: int) -> bool:
+    half = head_dim // 2  # the fused kernel loads half a head as one Triton block
+    return head_dim % 2 == 0 and half >= 8 and half & (half - 1) == 0
 
 
 def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:
@@ -125,6 +131,16 @@ def build_mask(rule, t: int, device: torch.device, prefix: torch.Tensor | None, 
 
 
 @lru_cache(maxsize=1)
+def _fused_qk_norm_rope():
+    """The Triton QK-norm + RoPE op, or None where Triton is not installed."""
+    try:
+        from trainer.triton_qk_rope import qk_norm_rope
+    except ImportError:
+        return None
+    return qk_norm_rope
+
+
+@lru_cache(maxsize=1)
 def _flex_attention():
     """flex_attention compiled once (eager flex materialises the scores; compiled it is a fused kernel)."""
     return torch.compile(flex_attention, dynamic=False)
@@ -138,6 +154,7 @@ class Attention(nn.Module):
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else nn.Identity()
         self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else nn.Identity()
+        self.fusable = cfg.fused_qk_rope and cfg.qk_norm and cfg.norm == "rmsnorm" and cfg.positions == "rope" and _half_is_power_of_two(cfg.head_dim)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, mask=CAUSAL) -> torch.Tensor:
         """``mask``: CAUSAL, None (every position sees every other), a boolean tensor
@@ -145,10 +162,15 @@ class Attention(nn.Module):
         b, t, d = x.shape
         # norm and rotation work on (batch, time, heads, head_dim), the projection's own layout;
         # attention takes (batch, heads, time, head_dim) views of it, as nanoGPT's does: no copies
-        q, k, v = self.qkv(x).view(b, t, 3, self.cfg.n_heads, self.cfg.head_dim).unbind(2)
-        q, k = self.q_norm(q), self.k_norm(k)  # QK-norm bounds the attention logits
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        qkv = self.qkv(x).view(b, t, 3, self.cfg.n_heads, self.cfg.head_dim)
+        fused = _fused_qk_norm_rope() if self.fusable and x.is_cuda and rope is not None else None
+        if fused is not None:
+            q, k, v = fused(qkv, self.q_norm.weight, self.k_norm.weight, rope[0][:t], rope[1][:t], self.q_norm.eps)
+        else:
+            q, k, v = qkv.unbind(2)
+            q, k = self.q_norm(q), self.k_norm(k)  # QK-norm bounds the attention logits
+            if rope is not None:
+                q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         # one dtype for q, k, v (flex_attention is not autocast-aware; SDPA would cast them anyway)
         q, k, v = (z.to(v.dtype).transpose(1, 2) for z in (q, k, v))
         if isinstance(mask, BlockMask):
