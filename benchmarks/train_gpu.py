@@ -235,24 +235,70 @@ def check_attention(batch: int = 32, repeats: int = 20, device: str = "cuda", co
             for norm in (block.q_norm, block.k_norm):
                 norm.weight.uniform_(0.5, 1.5)
         fn = torch.compile(block) if compiled else block
-        for i in range(repeats + 3):
-            if i == 3:
-                sync()
-                start = time.perf_counter()
+
+        def step():
             x.grad = None
             with torch.autocast(device, dtype=torch.bfloat16):
                 out = fn(x, rope)
             out.float().square().mean().backward()
+            return out
+
+        for i in range(repeats + 3):
+            if i == 3:
+                sync()
+                start = time.perf_counter()
+            out = step()
         sync()
         times[name] = (time.perf_counter() - start) / repeats
         results[name] = (out.detach().float(), x.grad.float(), block.q_norm.weight.grad)
         base = next(iter(times.values()))
         print(f"attention block {name:<55} {times[name] * 1e3:7.3f} ms forward+backward ({base / times[name]:4.2f}x the baseline's speed)")
+        if PROFILE["on"]:
+            print_profile(step, f"attention block {name}", rows=12)
         sys.stdout.flush()
     torch_ops, fused = results[rows[1][0]], results[rows[2][0]]
     for what, a, b in zip(("output", "input gradient", "q-norm weight gradient"), torch_ops, fused):
         a, b = a.float(), b.float()
         print(f"fused vs torch ops, bf16: {what} max abs diff {(a - b).abs().max().item():.3g} (max abs value {a.abs().max().item():.3g})")
+
+
+def check_qk_kernel(batch: int = 32, repeats: int = 50) -> None:
+    """QK-norm + RoPE alone, forward + backward, on the projection of one 124M layer (bf16): the
+    Triton op at several launch shapes against the torch ops compiled by inductor (the baseline),
+    with the bandwidth each reaches counted from the bytes the fused op must move."""
+    from trainer import triton_qk_rope
+    from trainer.model import apply_rope, rope_tables
+
+    h, hd = SHAPE["heads"], SHAPE["d"] // SHAPE["heads"]
+    qkv = torch.randn(batch, SHAPE["seq"], 3, h, hd, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = (z.cuda() for z in rope_tables(SHAPE["seq"], hd, 10000.0))
+    qw, kw = (torch.ones(hd, device="cuda", requires_grad=True) for _ in range(2))
+    grads = [torch.randn(batch, h, SHAPE["seq"], hd, device="cuda", dtype=torch.bfloat16).transpose(1, 2) for _ in range(3)]
+
+    def torch_ops(qkv, qw, kw, cos, sin, eps):
+        q, k, v = qkv.unbind(2)
+        q, k = F.rms_norm(q.float(), (hd,), qw, eps), F.rms_norm(k.float(), (hd,), kw, eps)
+        return apply_rope(q, cos, sin).to(v.dtype), apply_rope(k, cos, sin).to(v.dtype), v
+
+    moved = qkv.numel() * 2 * (2 + 3 + 2 / 3 + 1)  # bytes: forward reads and writes qkv; backward reads 3 grads + q, k, writes qkv
+    launches = [(None, None)] + [(r, w) for r in (16, 32, 64, 128) for w in (2, 4, 8) if r * hd // w >= 64]
+    base = None
+    for rows, warps in launches:
+        fn = torch.compile(torch_ops) if rows is None else triton_qk_rope.qk_norm_rope
+        if rows is not None:
+            triton_qk_rope.LAUNCH.update(rows=rows, warps=warps)
+        for i in range(repeats + 3):
+            if i == 3:
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+            torch.autograd.backward(fn(qkv, qw, kw, cos, sin, 1e-6), grads)
+        torch.cuda.synchronize()
+        took = (time.perf_counter() - start) / repeats
+        base = base or took
+        name = "torch ops, compiled (baseline)" if rows is None else f"Triton, {rows} rows / {warps} warps per program"
+        print(f"qk-norm + rope {name:<40} {took * 1e6:7.1f} us forward+backward, {moved / took / 1e12:5.2f} TB/s, {base / took:4.2f}x the baseline")
+    triton_qk_rope.LAUNCH.update(rows=32, warps=4)
+    sys.stdout.flush()
 
 
 def check_head(tokens: int = 32768, repeats: int = 10) -> None:
@@ -509,6 +555,7 @@ def main() -> None:
     if args.check_sdpa:
         check_sdpa(args.micro_batch)
     if args.check_attention:
+        check_qk_kernel(args.micro_batch)
         check_attention(args.micro_batch)
     if args.check_head:
         check_head()

@@ -19,7 +19,9 @@ import torch
 import triton
 import triton.language as tl
 
-ROWS_PER_PROGRAM = 32  # (token, head) rows a program handles; 64-wide heads make it 8 KB of each input
+# (token, head) rows per program and warps per program; read at each call, so that
+# benchmarks/train_gpu.py --check-attention can sweep them
+LAUNCH = {"rows": 32, "warps": 4}
 
 
 @triton.jit
@@ -99,7 +101,7 @@ def _backward(qkv_ptr, s_b, s_t, s_c, s_h, dqkv_ptr, dq_ptr, dq_b, dq_t, dq_h, d
 
 
 def _grid(rows: int) -> tuple[int]:
-    return (triton.cdiv(rows, ROWS_PER_PROGRAM),)
+    return (triton.cdiv(rows, LAUNCH["rows"]),)
 
 
 @torch.library.custom_op("trainer::qk_norm_rope", mutates_args=())
@@ -112,7 +114,7 @@ def qk_norm_rope(qkv: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tens
     assert qkv.stride(-1) == 1 and cos.stride(1) == 1 and sin.stride(0) == cos.stride(0), "head_dim and the rope tables' columns must be contiguous"
     q, k, v = (qkv.new_empty((b, t, h, d)) for _ in range(3))
     _forward[_grid(b * t * h)](qkv, *qkv.stride()[:4], q_weight, k_weight, cos, sin, cos.stride(0), q, k, v, b * t * h, t, h, eps,
-                               HALF=d // 2, BLOCK_R=ROWS_PER_PROGRAM)
+                               HALF=d // 2, BLOCK_R=LAUNCH["rows"], num_warps=LAUNCH["warps"])
     return q, k, v
 
 
@@ -131,7 +133,7 @@ def qk_norm_rope_backward(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, 
     grid = _grid(b * t * h)
     partial = torch.empty((grid[0], 2, d), dtype=torch.float32, device=qkv.device)
     _backward[grid](qkv, *qkv.stride()[:4], dqkv, dq, *dq.stride()[:3], dk, *dk.stride()[:3], dv, *dv.stride()[:3], q_weight, k_weight,
-                    partial, cos, sin, cos.stride(0), b * t * h, t, h, eps, HALF=d // 2, BLOCK_R=ROWS_PER_PROGRAM)
+                    partial, cos, sin, cos.stride(0), b * t * h, t, h, eps, HALF=d // 2, BLOCK_R=LAUNCH["rows"], num_warps=LAUNCH["warps"])
     # two separate sums: custom ops may not return views of one another
     return dqkv, partial[:, 0].sum(0).to(q_weight.dtype), partial[:, 1].sum(0).to(k_weight.dtype)
 
