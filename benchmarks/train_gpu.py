@@ -57,17 +57,23 @@ REFERENCE = "nanoGPT-style GPT-2 (compile, bf16 autocast)"
 TRANSFORMERS = "transformers Llama, our shape (compile, bf16)"
 
 
-def matmul_peak() -> float:
+def matmul_peak(trials: int = 5, repeats: int = 20) -> float:
+    """The best of ``trials`` timings of ``repeats`` 8192^3 bf16 products, after ~100 of warm-up:
+    one short timing on a GPU that just woke up varied by 3% between runs (793 vs 818 TFLOP/s on the
+    same H200), and the best is the conservative denominator for MFU."""
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
+    for _ in range(100):
         a @ b
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    torch.cuda.synchronize()
-    return 10 * 2 * 8192**3 / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(trials):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        torch.cuda.synchronize()
+        best = max(best, repeats * 2 * 8192**3 / (time.perf_counter() - start))
+    return best
 
 
 class NanoBlock(nn.Module):
@@ -305,7 +311,8 @@ def check_head(tokens: int = 32768, repeats: int = 10) -> None:
     """Output head + loss (soft-cap 30, z-loss 1e-4), forward and backward, on bf16 hidden states
     of ``tokens`` positions and a bf16 head weight (as under FSDP2's bf16 policy): the whole
     logits compiled (the unfused path), ``trainer.chunked_loss`` with its chunk kernel as written
-    and as a Triton kernel (``trainer.triton_loss``, several block sizes), and Liger-Kernel's fused linear cross-entropy when it is
+    and as a Triton kernel (``trainer.triton_loss``: with the exact tanh, then with the hardware's
+    approximate one at several block sizes), and Liger-Kernel's fused linear cross-entropy when it is
     installed."""
     import trainer.chunked_loss as chunked
     from trainer.model import lm_loss
@@ -336,8 +343,9 @@ def check_head(tokens: int = 32768, repeats: int = 10) -> None:
     from trainer.triton_loss import chunk_loss_and_grad_triton
 
     rows = [("unfused (compiled logits)", unfused), ("chunked_loss, 8192, inductor", chunked_with(inductor))]
+    rows.append(("chunked_loss, 8192, triton, exact tanh", chunked_with(partial(chunk_loss_and_grad_triton, fast_tanh=False))))
     rows += [(f"chunked_loss, 8192, triton {b}/{w}", chunked_with(partial(chunk_loss_and_grad_triton, block=b, num_warps=w)))
-             for b, w in ((2048, 8), (4096, 8), (4096, 16), (8192, 16), (8192, 32), (16384, 32))]
+             for b, w in ((1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16), (8192, 16))]
     try:
         from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
 
