@@ -65,6 +65,18 @@ def _gpu_chunk_loss():
     return chunk_loss_and_grad_triton
 
 
+def _accumulate_product(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """acc += a @ b with acc in fp32: on CUDA one GEMM that reads and writes acc in fp32 from bf16
+    operands (cuBLAS's beta = 1); the product and a separate add would move 2.5x the bytes of a
+    50k x 768 fp32 weight per chunk (0.6 ms of a 64 ms micro-step of the 124M model on an H200)."""
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+    elif acc.is_cuda:
+        torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
+    else:  # the dtype-changing GEMM is CUDA-only
+        acc += (a @ b).to(acc.dtype)
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, softcap, z_loss, smoothing, ignore_index, chunk):
@@ -85,9 +97,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 loss = loss + part_loss
                 z = z + part_z
                 if want_grad:
-                    grad_h[start : start + chunk] = g @ w
+                    torch.mm(g, w, out=grad_h[start : start + chunk])
                     if grad_w is not None:
-                        grad_w += g.t() @ hc
+                        _accumulate_product(grad_w, g.t(), hc)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes = (hidden.dtype, weight.dtype)
         ctx.mark_non_differentiable(z)

@@ -77,9 +77,9 @@ def _loss_rows(logits_ptr, row_stride, targets_ptr, ce_ptr, log_z_ptr, vocab, so
 
 
 def chunk_loss_and_grad_triton(logits: torch.Tensor, targets: torch.Tensor, softcap: float | None, z_loss: float, smoothing: float,
-                               ignore_index: int, want_grad: bool, block: int = 2048, num_warps: int = 8, fast_tanh: bool | None = None):
+                               ignore_index: int, want_grad: bool, block: int = 2048, num_warps: int = 4, fast_tanh: bool | None = None):
     """``chunked_loss.chunk_loss_and_grad``'s contract; the gradient is written over ``logits``.
-    Block 2048 with 8 warps was the fastest of six settings on an H100 (benchmarks/DEVICE_NOTES.md, run 14).
+    Block 2048 with 4 warps was the fastest of six settings on an H200 with the fast tanh (benchmarks/DEVICE_NOTES.md, run 20).
     ``fast_tanh`` (default: on a GPU, not under Triton's CPU interpreter, which cannot run PTX)
     soft-caps with the hardware's approximate tanh."""
     if fast_tanh is None:
