@@ -173,6 +173,17 @@ def more_rounds(rounds: int) -> dict[str, float]:
     return {label: max(rates) for label, (_, _, _, rates) in ROUNDS.items()}
 
 
+def gpu_time(step, repeats: int) -> float:
+    """Seconds of GPU kernels per call of ``step`` (profiler device time), not wall time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeats):
+            step()
+        torch.cuda.synchronize()
+    return sum(e.device_time_total for e in prof.key_averages() if e.device_time_total > 0) / repeats / 1e6
+
+
 def print_profile(step, label: str, steps: int = 2, rows: int = 40) -> None:
     """The GPU kernels of ``steps`` steps by total time, after the timed ones (nothing is compiled here)."""
     from torch.profiler import ProfilerActivity, profile
@@ -310,23 +321,26 @@ def check_qk_kernel(batch: int = 32, repeats: int = 50) -> None:
         q, k = F.rms_norm(q.float(), (hd,), qw, eps), F.rms_norm(k.float(), (hd,), kw, eps)
         return apply_rope(q, cos, sin).to(v.dtype), apply_rope(k, cos, sin).to(v.dtype), v
 
-    moved = qkv.numel() * 2 * (2 + 3 + 2 / 3 + 1)  # bytes: forward reads and writes qkv; backward reads 3 grads + q, k, writes qkv
+    # bytes the fused op must move, in thirds of qkv: forward reads 3 and writes q, k, v (3);
+    # backward reads dq, dk, dv (3) and q, k (2) and writes dqkv (3)
+    moved = qkv.numel() * 2 * 14 / 3
     launches = [(None, None)] + [(r, w) for r in (16, 32, 64, 128) for w in (2, 4, 8) if r * hd // w >= 64]
     base = None
     for rows, warps in launches:
         fn = torch.compile(torch_ops) if rows is None else triton_qk_rope.qk_norm_rope
         if rows is not None:
             triton_qk_rope.LAUNCH.update(rows=rows, warps=warps)
-        for i in range(repeats + 3):
-            if i == 3:
-                torch.cuda.synchronize()
-                start = time.perf_counter()
+
+        def step():
+            qkv.grad = qw.grad = kw.grad = None
             torch.autograd.backward(fn(qkv, qw, kw, cos, sin, 1e-6), grads)
-        torch.cuda.synchronize()
-        took = (time.perf_counter() - start) / repeats
+
+        for _ in range(3):
+            step()
+        took = gpu_time(step, repeats)  # kernels only: the eager op's launches take longer than its kernels at this size
         base = base or took
         name = "torch ops, compiled (baseline)" if rows is None else f"Triton, {rows} rows / {warps} warps per program"
-        print(f"qk-norm + rope {name:<40} {took * 1e6:7.1f} us forward+backward, {moved / took / 1e12:5.2f} TB/s, {base / took:4.2f}x the baseline")
+        print(f"qk-norm + rope {name:<40} {took * 1e6:7.1f} us of kernels forward+backward, {moved / took / 1e12:5.2f} TB/s, {base / took:4.2f}x the baseline")
     triton_qk_rope.LAUNCH.update(rows=32, warps=4)
     sys.stdout.flush()
 
