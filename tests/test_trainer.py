@@ -250,24 +250,28 @@ def test_loss_equals_torch_cross_entropy_plus_z_loss(smoothing):
     assert torch.allclose(loss, reference + 1e-3 * z, rtol=1e-5)
 
 
-def test_step_batches_travel_with_the_data_state_of_their_own_step():
-    """The next batch is built ahead, but each batch comes with the state after it, not after the prefetched one."""
+def test_step_batches_travel_with_the_data_state_of_their_own_step(tmp_path):
+    """Batches are built ahead in a worker process, in step order, each once, nothing past the
+    last step; each comes with the state after it, not after the prefetched one."""
     from trainer.data import StepBatches
 
-    drawn = []
+    log = tmp_path / "drawn"
 
     def make(step):
-        drawn.append(step)
-        return f"batch {step}", {"sequences": 10 * (step + 1)}
+        with log.open("a") as f:  # the worker is another process: it reports through a file
+            f.write(f"{step}\n")
+        return torch.full((2,), step), {"sequences": 10 * (step + 1)}
 
-    batches = StepBatches(make)
+    batches = StepBatches(make, 3, 6)
     try:
         for step in range(3, 6):
-            batch, state, waited = batches.get(step, 6)
-            assert (batch, state) == (f"batch {step}", {"sequences": 10 * (step + 1)}) and waited >= 0
-        assert drawn == [3, 4, 5]  # in order, each once, nothing past the end
+            batch, state, waited = batches.get(step)
+            assert batch.tolist() == [step, step] and state == {"sequences": 10 * (step + 1)} and waited >= 0
+        with pytest.raises(ValueError, match="step order"):
+            batches.get(3)
     finally:
         batches.close()
+    assert log.read_text().split() == ["3", "4", "5"]
 
 
 @pytest.mark.slow

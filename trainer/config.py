@@ -19,7 +19,7 @@ class DataConfig:
     ratios: dict[str, float] | None = None  # None: the shards' own mixture
     schedule: list[list] | None = None  # [[step, {domain: share}], ...]: ratios interpolated over steps
     val_fraction: float = 0.05
-    prefetch: bool = True  # build the next step's batch on a thread while this step trains
+    prefetch: bool = True  # build the next steps' batches in a worker process while this step trains
 
 
 @dataclass

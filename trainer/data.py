@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,31 +125,53 @@ class MixtureSampler:
         self.state = MixtureState(state["sequences"], dict(state["positions"]), dict(state["counts"]), dict(state["expected"]))
 
 
-class StepBatches:
-    """Each step's batch, built one step ahead on a background thread while the current step trains.
+class _StepStream(torch.utils.data.IterableDataset):
+    """``make(step)`` for every step in [first, last), in order, tagged with its step."""
 
-    ``make(step)`` returns (batch, the sampler's state after it) and runs on one worker thread, so
-    the sampler advances in step order; the state travels with its batch, and a checkpoint records
-    what training consumed, not what was prefetched. ``get`` reports how long the step waited: the
-    data loader's exposed share of step time (zero while building a batch takes less than a step).
+    def __init__(self, make, first: int, last: int):
+        self.make, self.first, self.last = make, first, last
+
+    def __iter__(self):
+        for step in range(self.first, self.last):
+            yield (step, *self.make(step))
+
+
+class StepBatches:
+    """Each step's batch, built ahead in a worker process while the current step trains.
+
+    ``make(step)`` returns (batch, the sampler's state after it); one worker (a torch DataLoader
+    worker, forked so that it inherits the sampler and the shards' memory maps) calls it for the
+    steps in order, so the sampler advances in step order; the state travels with its batch, and a
+    checkpoint records what training consumed, not what was prefetched. ``get`` reports how long
+    the step waited: the data loader's exposed share of step time. A thread was not enough: it
+    shares the interpreter lock with the training loop, and on an H200 the 124m preset waited
+    12-16 ms a step for it (1.2-1.6% of the step; benchmarks/DEVICE_NOTES.md, run 23).
+    ``ahead=False`` builds each batch when it is asked for.
     """
 
-    def __init__(self, make, ahead: bool = True):
-        self.make = make
-        self.ahead = ahead
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
-        self._pending: tuple[int, Future] | None = None
+    def __init__(self, make, first: int, last: int, ahead: bool = True, pin_memory: bool = False, depth: int = 2):
+        self.make, self.next_step = make, first
+        self._batches = None
+        if ahead and first < last:
+            loader = torch.utils.data.DataLoader(_StepStream(make, first, last), batch_size=None, num_workers=1, prefetch_factor=depth,
+                                                 pin_memory=pin_memory, multiprocessing_context="fork")
+            self._batches = iter(loader)
 
-    def get(self, step: int, last_step: int):
-        """(batch, data state after it, seconds waited) of ``step``; starts ``step + 1`` unless it is ``last_step``."""
+    def get(self, step: int):
+        """(batch, data state after it, seconds waited) of ``step``, the step after the previous call's."""
+        if step != self.next_step:
+            raise ValueError(f"batches are built in step order: asked for step {step}, the next is {self.next_step}")
         start = time.perf_counter()
-        if self._pending and self._pending[0] == step:
-            batch, state = self._pending[1].result()
+        if self._batches is not None:
+            built, batch, state = next(self._batches)
+            assert built == step, (built, step)
         else:
-            batch, state = self._pool.submit(self.make, step).result()
-        waited = time.perf_counter() - start
-        self._pending = (step + 1, self._pool.submit(self.make, step + 1)) if self.ahead and step + 1 < last_step else None
-        return batch, state, waited
+            batch, state = self.make(step)
+        self.next_step += 1
+        return batch, state, time.perf_counter() - start
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stops the worker (also when training ends before the last step it was given)."""
+        if self._batches is not None:
+            self._batches._shutdown_workers()
+            self._batches = None

@@ -61,6 +61,10 @@ class Batch:
         prefix = self.prefix.to(device, non_blocking=True) if self.prefix is not None else None
         return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), prefix)
 
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (the DataLoader's pinning thread calls this): the copy to the GPU is then asynchronous."""
+        return Batch(self.inputs.pin_memory(), self.targets.pin_memory(), self.prefix.pin_memory() if self.prefix is not None else None)
+
     def __getitem__(self, sl: slice) -> Batch:
         return Batch(self.inputs[sl], self.targets[sl], self.prefix[sl] if self.prefix is not None else None)
 

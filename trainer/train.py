@@ -198,16 +198,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
         rows = sampler.batch(step, o.global_batch, rank, world)
         return objective.batch(rows, list(range(first + rank, first + o.global_batch, world))), sampler.state_dict()
 
-    # the next step's batch is built on a thread while this one trains (data.prefetch)
-    batches = StepBatches(make_batch, ahead=cfg.data.prefetch)
     end = cfg.stop_after if cfg.stop_after and start_step < cfg.stop_after < o.steps else o.steps
+    # the next steps' batches are built in a worker process while this one trains (data.prefetch)
+    batches = StepBatches(make_batch, start_step, end, ahead=cfg.data.prefetch, pin_memory=device.type == "cuda")
     try:
         for step in range(start_step, end):
             t0 = time.perf_counter()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            cpu_batch, data_state, _ = batches.get(step, end)
+            cpu_batch, data_state, _ = batches.get(step)
             batch = cpu_batch.to(device)
+            if device.type == "cuda":  # the copy is asynchronous from pinned memory: count it whole (the GPU waits for it anyway)
+                torch.cuda.current_stream(device).synchronize()
             data_time = time.perf_counter() - t0  # waiting for the prefetched batch, and its copy to the device
             # every objective predicts a fixed number of targets per sequence: the global count is
             # known without a collective
