@@ -206,11 +206,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
             t0 = time.perf_counter()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            cpu_batch, data_state, _ = batches.get(step)
+            cpu_batch, data_state, waited = batches.get(step)
+            t_copy = time.perf_counter()
             batch = cpu_batch.to(device)
             if device.type == "cuda":  # the copy is asynchronous from pinned memory: count it whole (the GPU waits for it anyway)
                 torch.cuda.current_stream(device).synchronize()
             data_time = time.perf_counter() - t0  # waiting for the prefetched batch, and its copy to the device
+            data_parts = {"wait": waited, "copy": time.perf_counter() - t_copy}
             # every objective predicts a fixed number of targets per sequence: the global count is
             # known without a collective
             global_targets = o.global_batch * objective.targets_per_sequence
@@ -252,6 +254,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
                 "tokens_per_s": tokens_per_s,
                 "mfu": fpt * tokens_per_s / (peak * world) if peak else None,
                 "data_time_share": data_time / took,
+                "data_time_s": {"total": data_time, **data_parts},
                 "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
                 # parameters, gradients, optimizer state and gathered parameters of the fullest
                 # process, at its fuller moment (end of forward, or after the optimizer step); the
