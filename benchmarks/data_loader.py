@@ -10,8 +10,7 @@ Python work (launching kernels holds the interpreter lock; pure Python here), th
 (benchmarks/results/train_gpu-h200-final.txt: 524,288 tokens at 523k tokens/s); with two
 processes each is given half of it (perfect scaling: the hardest case for the loader). Loaders:
   - synchronous (baseline): built at the start of each step, as nanoGPT's ``get_batch`` is;
-  - thread: one step ahead on a thread, as the trainer did before (a named baseline: on an H200
-    the real trainer still waited 1.2-1.6% of its step with it, benchmarks/DEVICE_NOTES.md run 23);
+  - thread: one step ahead on a thread, as the trainer did before (a named baseline);
   - worker process: ``trainer.data.StepBatches`` (a torch DataLoader worker), as the trainer does.
 Printed per loader: the build time, the wait at the start of the step, how much longer the loop's
 Python took than without a loader (a builder thread shares its interpreter lock), and the data

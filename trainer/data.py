@@ -143,10 +143,12 @@ class StepBatches:
     worker, forked so that it inherits the sampler and the shards' memory maps) calls it for the
     steps in order, so the sampler advances in step order; the state travels with its batch, and a
     checkpoint records what training consumed, not what was prefetched. ``get`` reports how long
-    the step waited: the data loader's exposed share of step time. A thread was not enough: it
-    shares the interpreter lock with the training loop, and on an H200 the 124m preset waited
-    12-16 ms a step for it (1.2-1.6% of the step; benchmarks/DEVICE_NOTES.md, run 23).
-    ``ahead=False`` builds each batch when it is asked for.
+    the step waited: the data loader's exposed share of step time. A process, not a thread: a
+    builder thread shares the interpreter lock with the training loop, whose Python it slows and
+    which slows it (``python -m benchmarks.data_loader``). The batches should arrive contiguous
+    (``Batch.pin_memory`` makes them so): strided views were gathered on the CPU by the training
+    process before their copy, 12-19 ms a step of the 124m preset on an H200
+    (benchmarks/DEVICE_NOTES.md, runs 23-27). ``ahead=False`` builds each batch when it is asked for.
     """
 
     def __init__(self, make, first: int, last: int, ahead: bool = True, pin_memory: bool = False, depth: int = 2):

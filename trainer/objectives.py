@@ -63,7 +63,8 @@ class Batch:
 
     def pin_memory(self) -> Batch:
         """Page-locked copies (the DataLoader's pinning thread calls this): the copy to the GPU is then asynchronous."""
-        return Batch(self.inputs.pin_memory(), self.targets.pin_memory(), self.prefix.pin_memory() if self.prefix is not None else None)
+        pin = lambda t: t.contiguous().pin_memory()  # noqa: E731  (a strided pinned tensor is gathered again on the way to the GPU)
+        return Batch(pin(self.inputs), pin(self.targets), pin(self.prefix) if self.prefix is not None else None)
 
     def __getitem__(self, sl: slice) -> Batch:
         return Batch(self.inputs[sl], self.targets[sl], self.prefix[sl] if self.prefix is not None else None)
@@ -89,7 +90,9 @@ class Objective:
 
     def batch(self, rows: torch.Tensor, indices: list[int]) -> Batch:
         """``rows`` (n, seq_len + 1), ``indices`` their global sequence indices."""
-        return Batch(rows[:, :-1], rows[:, 1:])
+        # contiguous here, in the loader's worker: copying the strided views to the GPU made the
+        # training process gather them first, 12-19 ms a step of the 124m preset on an H200
+        return Batch(rows[:, :-1].contiguous(), rows[:, 1:].contiguous())
 
 
 class MaskedLM(Objective):
