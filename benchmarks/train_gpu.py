@@ -575,6 +575,7 @@ def main() -> None:
     parser.add_argument("--check-attention", action="store_true", help="also time the attention block against the layout it replaced")
     parser.add_argument("--check-head", action="store_true", help="also time the output head + loss: unfused, chunked, Liger-Kernel")
     parser.add_argument("--check-sdpa", action="store_true", help="also time causal attention through each SDPA kernel")
+    parser.add_argument("--json", type=Path, help="with --variant: also write the variants' results here (rank 0)")
     parser.add_argument("--rounds", type=int, default=1, help="time the table's rows this many times, round-robin, and keep each row's best")
     args = parser.parse_args()
     if args.check_flex:
@@ -594,6 +595,10 @@ def main() -> None:
             print(f"{'variant':<14}{'tokens/s':>11}{'max alloc GiB':>15}{'model state GiB':>17}{'planner GiB':>13}{'state/plan':>12}")
             for name, r in results:
                 print(f"{name:<14}{r['rate']:>11.0f}{r['max_allocated'] / 2**30:>15.2f}{r['state'] / 2**30:>17.2f}{r['plan'] / 2**30:>13.2f}{r['state'] / r['plan']:>12.2f}")
+            if args.json:
+                import json
+
+                args.json.write_text(json.dumps({name: r for name, r in results}, indent=1))
         dist.destroy_process_group()
         return
     torch.backends.cuda.matmul.allow_tf32 = True
