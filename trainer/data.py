@@ -126,13 +126,15 @@ class MixtureSampler:
 
 
 class _StepStream(torch.utils.data.IterableDataset):
-    """``make(step)`` for every step in [first, last), in order, tagged with its step."""
+    """``make(step)`` for every step in [first, last), in order, tagged with its step; the first
+    is made (the sampler advances past it) but not yielded: the training process makes that one."""
 
     def __init__(self, make, first: int, last: int):
         self.make, self.first, self.last = make, first, last
 
     def __iter__(self):
-        for step in range(self.first, self.last):
+        self.make(self.first)
+        for step in range(self.first + 1, self.last):
             yield (step, *self.make(step))
 
 
@@ -148,13 +150,16 @@ class StepBatches:
     which slows it (``python -m benchmarks.data_loader``). The batches should arrive contiguous
     (``Batch.pin_memory`` makes them so): strided views were gathered on the CPU by the training
     process before their copy, 12-19 ms a step of the 124m preset on an H200
-    (benchmarks/DEVICE_NOTES.md, runs 23-27). ``ahead=False`` builds each batch when it is asked for.
+    (benchmarks/DEVICE_NOTES.md, runs 23-27). The first step's batch is built in the training
+    process (the worker, forked here, is still starting then: on two busy cores the first step
+    waited over 5% of itself for it); the worker serves the steps after it. ``ahead=False`` builds
+    each batch when it is asked for.
     """
 
     def __init__(self, make, first: int, last: int, ahead: bool = True, pin_memory: bool = False, depth: int = 2):
-        self.make, self.next_step = make, first
+        self.make, self.first, self.next_step = make, first, first
         self._batches = None
-        if ahead and first < last:
+        if ahead and first + 1 < last:
             loader = torch.utils.data.DataLoader(_StepStream(make, first, last), batch_size=None, num_workers=1, prefetch_factor=depth,
                                                  pin_memory=pin_memory, multiprocessing_context="fork")
             self._batches = iter(loader)
@@ -164,7 +169,7 @@ class StepBatches:
         if step != self.next_step:
             raise ValueError(f"batches are built in step order: asked for step {step}, the next is {self.next_step}")
         start = time.perf_counter()
-        if self._batches is not None:
+        if self._batches is not None and step > self.first:
             built, batch, state = next(self._batches)
             assert built == step, (built, step)
         else:
