@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,15 @@ REAL_CRAWL = CORPUS / "real_crawl" / "iana.warc.gz"
 
 # Tests must never reach a model hub; everything they need ships in the repo or a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def run_in_triton_interpreter(code: str) -> None:
+    """Runs ``code`` in a fresh interpreter with Triton's CPU interpreter on (it must be set before
+    Triton is imported) and fails with its stderr unless the code's last line of output is "ok"."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,11 @@
 """The output head and the loss made a chunk of positions at a time (``trainer.chunked_loss``):
 the same loss and gradients as the whole logits, without ever holding them."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tests.conftest import ROOT
+from tests.conftest import run_in_triton_interpreter
 from trainer.model import ModelConfig, Transformer, lm_loss
 
 VOCAB = 300
@@ -115,7 +111,4 @@ print("ok")
 
 def test_the_triton_kernel_computes_what_the_torch_chunk_does():
     """The GPU kernel run by Triton's interpreter on the CPU: the same loss, z and gradient."""
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", TRITON_CHECK], capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+    run_in_triton_interpreter(TRITON_CHECK)

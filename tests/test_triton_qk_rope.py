@@ -1,14 +1,7 @@
 """The fused QK-norm + RoPE Triton op (the GPU path of ``trainer.model.Attention``) against the
 torch ops it replaces, run by Triton's interpreter on the CPU: outputs and every gradient."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import run_in_triton_interpreter
 
 CHECK = """
 import torch
@@ -43,7 +36,4 @@ print("ok")
 
 
 def test_fused_qk_norm_rope_equals_the_torch_ops_forward_and_backward():
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+    run_in_triton_interpreter(CHECK)

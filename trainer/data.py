@@ -147,9 +147,8 @@ class StepBatches:
     checkpoint records what training consumed, not what was prefetched. ``get`` reports how long
     the step waited: the data loader's exposed share of step time. A process, not a thread: a
     builder thread shares the interpreter lock with the training loop, whose Python it slows and
-    which slows it (``python -m benchmarks.data_loader``). The batches should arrive contiguous
-    (``Batch.pin_memory`` makes them so): strided views were gathered on the CPU by the training
-    process before their copy, 12-19 ms a step of the 124m preset on an H200
+    which slows it (``python -m benchmarks.data_loader``). The batches should be contiguous (every
+    objective's are): strided views were gathered on the CPU by the training process before their copy, 12-19 ms a step of the 124m preset on an H200
     (benchmarks/DEVICE_NOTES.md, runs 23-27). The first step's batch is built in the training
     process (the worker, forked here, is still starting then: on two busy cores the first step
     waited over 5% of itself for it); the worker serves the steps after it. ``ahead=False`` builds

@@ -63,8 +63,7 @@ class Batch:
 
     def pin_memory(self) -> Batch:
         """Page-locked copies (the DataLoader's pinning thread calls this): the copy to the GPU is then asynchronous."""
-        pin = lambda t: t.contiguous().pin_memory()  # noqa: E731  (a strided pinned tensor is gathered again on the way to the GPU)
-        return Batch(pin(self.inputs), pin(self.targets), pin(self.prefix) if self.prefix is not None else None)
+        return Batch(self.inputs.pin_memory(), self.targets.pin_memory(), self.prefix.pin_memory() if self.prefix is not None else None)
 
     def __getitem__(self, sl: slice) -> Batch:
         return Batch(self.inputs[sl], self.targets[sl], self.prefix[sl] if self.prefix is not None else None)
@@ -195,7 +194,7 @@ class SpanCorruption(Objective):
         labels = z[:, 1:].copy()
         labels[:, : p - 1] = IGNORE  # the corrupted input is context, not a target
         labels[:, p - 1 + self.targets_per_sequence :] = IGNORE  # padding
-        return Batch(torch.from_numpy(z[:, :-1]), torch.from_numpy(labels), torch.full((n,), p, dtype=torch.long))
+        return Batch(torch.from_numpy(np.ascontiguousarray(z[:, :-1])), torch.from_numpy(labels), torch.full((n,), p, dtype=torch.long))
 
 
 def make_objective(cfg: ObjectiveConfig, seq_len: int, special: dict, text_vocab: int, seed: int) -> Objective:
