@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from curation.document import UNTAGGED
 
@@ -27,19 +27,47 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message names the offending field."""
 
 
+# Path-valued fields say so in their schema, and nothing else may hold a path: the service confines
+# every field marked "read" (an input: it must resolve inside a data root, each file a glob or
+# folder yields included) and sets every "write" and "roots" field itself (service.confinement).
+READ_PATH = {"path": "read"}
+WRITE_PATH = {"path": "write"}
+# Files are opened while validating (a classifier's model card, the domains it labels) only when
+# asked: the API validates a request's shape first and opens files only after confining its paths,
+# so an error message can never tell whether a file outside the data roots exists.
+CHECK_FILES = {"check_files": True}
+
+
+def _checking_files(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("check_files"))
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinities make no sense anywhere in a run config (a NaN share passes any sum check;
+    # an infinite timeout disables the per-page CPU limit)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _no_nul(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("a path may not contain a NUL byte")
+    return path
 
 
 class SourceConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     format: Literal["warc", "jsonl", "parquet", "html"]
-    paths: list[str] = Field(min_length=1, description="files, globs or (for html) folders")
+    paths: list[str] = Field(min_length=1, max_length=10_000, description="files, globs or (for html) folders", json_schema_extra=READ_PATH)
     domain: str | None = Field(pattern=r"^[A-Za-z0-9_-]+$", description="null: untagged, the domain classifier assigns one")
     content_type: Literal["html", "text"] = "html"
     text_field: str = "text"
     url_field: str = "url"
     id_field: str | None = None
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        return [_no_nul(p) for p in paths]
 
     @field_validator("domain")
     @classmethod
@@ -70,13 +98,15 @@ class URLFilterConfig(Strict):
     allowed_schemes: list[str] | None = Field(default_factory=lambda: ["http", "https", "file"], description="None allows any")
     datatrove_word_lists: bool = True
     ut1_blocklist: bool = Field(False, description="datatrove's UT1 domain list: 120 MB unpacked per worker")
-    soft_word_threshold: int = Field(2, ge=1)
+    soft_word_threshold: int = Field(2, ge=1, le=1000)
 
 
-def _check_model(path: str) -> str:
-    from curation.classifier import check_model_file
+def _check_model(path: str, info: ValidationInfo) -> str:
+    _no_nul(path)
+    if _checking_files(info):
+        from curation.classifier import check_model_file
 
-    check_model_file(path)
+        check_model_file(path)
     return path
 
 
@@ -84,27 +114,27 @@ class QualityClassifierConfig(Strict):
     """fastText P(high quality); writes metadata[dedup.score_field] for dedup's choice of survivor."""
 
     enabled: bool = True
-    model_path: str = str(CLASSIFIERS / "quality.ftz")
+    model_path: str = Field(str(CLASSIFIERS / "quality.ftz"), json_schema_extra=READ_PATH)
     threshold: float | None = Field(0.5, ge=0, le=1, description="reject below this P(high); None: no threshold")
     keep_top_fraction: float | None = Field(None, gt=0, le=1, description="keep the best fraction of each input shard")
 
     @field_validator("model_path")
     @classmethod
-    def _model_exists(cls, path: str) -> str:
-        return _check_model(path)
+    def _model_exists(cls, path: str, info: ValidationInfo) -> str:
+        return _check_model(path, info)
 
 
 class DomainClassifierConfig(Strict):
     """fastText finance/general: untagged documents take its prediction; tagged ones keep their tag."""
 
     enabled: bool = True
-    model_path: str = str(CLASSIFIERS / "domain.ftz")
+    model_path: str = Field(str(CLASSIFIERS / "domain.ftz"), json_schema_extra=READ_PATH)
     min_confidence: float = Field(0.0, ge=0, le=1, description="reject untagged documents the model is less sure of")
 
     @field_validator("model_path")
     @classmethod
-    def _model_exists(cls, path: str) -> str:
-        return _check_model(path)
+    def _model_exists(cls, path: str, info: ValidationInfo) -> str:
+        return _check_model(path, info)
 
     def labels(self) -> list[str]:
         from curation.classifier import check_model_file
@@ -123,13 +153,13 @@ class PIIConfig(Strict):
 
 
 class ReadConfig(Strict):
-    max_document_bytes: int = Field(5_000_000, gt=0)
+    max_document_bytes: int = Field(5_000_000, gt=0, le=1 << 31)
 
 
 class ExtractConfig(Strict):
-    timeout_s: float = Field(5.0, gt=0, description="CPU seconds of extraction per page (not wall time: the same under any load)")
+    timeout_s: float = Field(5.0, gt=0, le=3600, description="CPU seconds of extraction per page (not wall time: the same under any load)")
     favour_precision: bool = True
-    max_html_bytes: int = Field(2_000_000, gt=0)
+    max_html_bytes: int = Field(2_000_000, gt=0, le=1 << 31)
 
 
 class LanguageConfig(Strict):
@@ -195,7 +225,7 @@ class DedupConfig(Strict):
     """Exact then MinHash-LSH near-duplicate removal across the whole run."""
 
     enabled: bool = True
-    ngram: int = Field(5, ge=1, description="word n-gram shingles")
+    ngram: int = Field(5, ge=1, le=1000, description="word n-gram shingles")
     num_perm: int = Field(128, ge=8, le=1024)
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity at which documents are duplicates")
     verify: bool = Field(True, description="keep an LSH candidate pair only if its signatures agree on >= threshold")
@@ -205,15 +235,21 @@ class DedupConfig(Strict):
     candidate_threshold: float | None = Field(
         None, gt=0, lt=1, description="similarity the LSH bands aim at; default: threshold - 0.15 with verify, else threshold"
     )
-    bands: int | None = Field(None, ge=1, description="LSH bands; default: datasketch's optimum for candidate_threshold")
-    rows: int | None = Field(None, ge=1, description="rows per band; default: datasketch's optimum")
+    bands: int | None = Field(None, ge=1, le=1024, description="LSH bands; default: datasketch's optimum for candidate_threshold")
+    rows: int | None = Field(None, ge=1, le=1024, description="rows per band; default: datasketch's optimum")
     seed: int = 1
     score_field: str = Field("quality_score", description="metadata field ranking duplicates (higher survives)")
-    rows_per_partition: int = Field(4_000_000, gt=0, description="band rows per shuffle partition: bounds worker memory")
-    partitions: int | None = Field(None, ge=1, description="shuffle partitions; default: enough for rows_per_partition, at least one per CPU")
+    rows_per_partition: int = Field(4_000_000, gt=0, le=1 << 40, description="band rows per shuffle partition: bounds worker memory")
+    partitions: int | None = Field(None, ge=1, le=1_000_000, description="shuffle partitions; default: enough for rows_per_partition, at least one per CPU")
     previous_indexes: list[str] = Field(
-        default_factory=list, description="dedup/index folders of finished runs: also remove duplicates of their corpora"
+        default_factory=list, max_length=1000, description="dedup/index folders of finished runs: also remove duplicates of their corpora",
+        json_schema_extra=READ_PATH,
     )
+
+    @field_validator("previous_indexes")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        return [_no_nul(p) for p in paths]
 
     @model_validator(mode="after")
     def _resolve_bands(self) -> DedupConfig:
@@ -243,8 +279,8 @@ class MixConfig(Strict):
 
     enabled: bool = True
     targets: dict[str, float] = Field(default_factory=lambda: {"finance": 0.51, "general": 0.49})
-    total_tokens: int | None = Field(None, gt=0, description="token budget; default: the largest mix that repeats nothing")
-    repeat_limit: float = Field(4.0, ge=1, description="warn when a domain must be repeated more epochs than this")
+    total_tokens: int | None = Field(None, gt=0, le=10**16, description="token budget; default: the largest mix that repeats nothing")
+    repeat_limit: float = Field(4.0, ge=1, le=1e6, description="warn when a domain must be repeated more epochs than this")
     seed: int = 1
 
     @field_validator("targets")
@@ -261,29 +297,38 @@ class MixConfig(Strict):
 
 class ShardsConfig(Strict):
     enabled: bool = True
-    shard_tokens: int = Field(1_000_000, gt=0, description="tokens per shard (a shard closes after the document that reaches it)")
+    shard_tokens: int = Field(1_000_000, gt=0, le=1 << 40, description="tokens per shard (a shard closes after the document that reaches it)")
     per_domain: bool = Field(False, description="one set of shards per domain, for mixing at training time")
     seed: int = 1
 
 
 class TokenizerConfig(Strict):
-    model_path: str | None = Field(None, description="an existing sentencepiece model; skips training")
+    model_path: str | None = Field(None, description="an existing sentencepiece model; skips training", json_schema_extra=READ_PATH)
+
+    @field_validator("model_path")
+    @classmethod
+    def _path(cls, path: str | None) -> str | None:
+        return path if path is None else _no_nul(path)
     vocab_size: int = Field(8192, ge=256, le=1 << 20)
     model_type: Literal["bpe", "unigram"] = "bpe"
     character_coverage: float = Field(0.9995, gt=0, le=1)
     byte_fallback: bool = True
     sample_rate: float = Field(0.5, gt=0, le=1, description="fraction of records (by id hash) sampled for training")
-    sample_chars: int = Field(20_000_000, gt=0, description="text budget of the sample, split evenly over domains")
+    sample_chars: int = Field(20_000_000, gt=0, le=1 << 40, description="text budget of the sample, split evenly over domains")
 
 
 class RayConfig(Strict):
     address: str | None = Field(None, description="a Ray cluster; default: $RAY_ADDRESS, else a local Ray")
-    num_cpus: int | None = Field(None, gt=0, description="local Ray only; default: all cores")
+    num_cpus: int | None = Field(None, gt=0, le=1 << 16, description="local Ray only; default: all cores")
 
 
 class WebCorpusConfig(Strict):
     run_name: str = Field("sample", pattern=r"^[A-Za-z0-9_.-]+$")
-    runs_dir: str = "runs"
+    runs_dir: str = Field("runs", json_schema_extra=WRITE_PATH)
+    data_roots: list[str] | None = Field(
+        None, description="folders every input must resolve inside, checked again as each file is opened (the service sets them)",
+        json_schema_extra={"path": "roots"},
+    )
     sources: list[SourceConfig] = Field(default_factory=_bundled_sources, min_length=1)
     read: ReadConfig = ReadConfig()
     url_filter: URLFilterConfig = URLFilterConfig()
@@ -314,11 +359,11 @@ class WebCorpusConfig(Strict):
         return domains
 
     @model_validator(mode="after")
-    def _mix_matches_sources(self) -> WebCorpusConfig:
+    def _mix_matches_sources(self, info: ValidationInfo) -> WebCorpusConfig:
         untagged = [i for i, s in enumerate(self.sources) if s.domain is None]
         if untagged and not self.domain_classifier.enabled:
             raise ValueError(f"sources.{untagged[0]}.domain is null (untagged): that needs domain_classifier.enabled=true")
-        if self.mix.enabled:
+        if self.mix.enabled and (_checking_files(info) or not untagged):  # the classifier's labels come from its model card
             domains = self.domains()
             unknown = sorted(set(self.mix.targets) - domains)
             missing = sorted(domains - set(self.mix.targets))
@@ -337,7 +382,7 @@ class WebCorpusConfig(Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes the output (not where the run lives or which Ray runs it)."""
-        shaping = self.model_dump(mode="json", exclude={"runs_dir": True, "run_name": True, "ray": True, "dedup": {"partitions"}})
+        shaping = self.model_dump(mode="json", exclude={"runs_dir": True, "run_name": True, "ray": True, "data_roots": True, "dedup": {"partitions"}})
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -403,6 +448,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         tree = loaded or {}
     tree = _deep_merge(tree, parse_overrides(overrides or []))
     try:
-        return WebCorpusConfig.model_validate(tree)
+        return WebCorpusConfig.model_validate(tree, context=CHECK_FILES)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
