@@ -8,6 +8,7 @@ from pathlib import Path
 
 from curation.document import UNTAGGED
 from curation.readers import InputFile
+from curation.readers.base import OutsideDataRoots, inside_roots
 from pipelines.config import ConfigError, WebCorpusConfig
 
 
@@ -20,6 +21,9 @@ class Shard:
 
 
 def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
+    """Every input file of every source; with ``data_roots`` set, each file a glob yields must resolve
+    inside one of them (checked here and again by the reader as it opens the file)."""
+    roots = tuple(cfg.data_roots or ())
     shards: list[Shard] = []
     for i, source in enumerate(cfg.sources):
         paths: list[str] = []
@@ -29,12 +33,17 @@ def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
                 matched = [p for p in matched if Path(p).is_dir()]
             else:
                 matched = [p for p in matched if Path(p).is_file()]
+            for path in matched if roots else ():
+                try:
+                    inside_roots(path, roots)
+                except OutsideDataRoots as exc:
+                    raise ConfigError(f"sources.{i}.paths: {pattern!r} matched {path!r}: {exc}") from None
             paths.extend(matched)
         if not paths:
             kind = "folder" if source.format == "html" else "file"
             raise ConfigError(f"sources.{i}.paths: no {kind} matches {source.paths} (source {source.name!r})")
         options = {"text_field": source.text_field, "url_field": source.url_field, "id_field": source.id_field}
         for j, path in enumerate(dict.fromkeys(paths)):
-            file = InputFile(path, source.name, source.domain or UNTAGGED, source.format, source.content_type, options)
+            file = InputFile(path, source.name, source.domain or UNTAGGED, source.format, source.content_type, options, roots)
             shards.append(Shard(f"{source.name}-{j:05d}", file))
     return shards

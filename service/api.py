@@ -1,12 +1,16 @@
 """The REST API: curation and training jobs on Ray, their live progress, funnel, rejected samples and
 training metrics, under ``/v1``; ``/healthz``, Prometheus ``/metrics`` and the dashboard at ``/``.
 
-Every mutating call needs ``Authorization: Bearer <token>``. Every 4xx body is
+Access (SECURITY.md has the threat model): every mutating call needs ``Authorization: Bearer
+<token>``, checked before its body is read. The job list, job status, progress and funnel are open;
+document text (rejected samples), training metrics and error details need the API token or the
+read token. Only the configured hosts are answered. Every 4xx body is
 ``{"detail": [{"field": ..., "message": ...}]}`` naming the offending field.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -17,7 +21,6 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, Field, model_validator
@@ -25,7 +28,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.config import WebCorpusConfig
 from service import run_views
-from service.jobs import JobError, JobService, PathNotAllowed, confine
+from service.confinement import PathNotAllowed, confine_read
+from service.job_configs import InvalidConfig, JobError
+from service.jobs import JobService
 from service.ray_jobs import RayJobs
 from service.settings import PROJECT_ROOT, ServiceSettings
 from service.store import Job, JobStore
@@ -77,40 +82,76 @@ class JobOut(BaseModel):
     output_dir: str
     parent_id: str | None
     progress: dict | None = None
+    queue_position: int | None = Field(None, description="1 for the next job the service hands to Ray; null once handed over")
 
     @classmethod
-    def of(cls, job: Job, progress: dict | None = None) -> JobOut:
+    def of(cls, job: Job, progress: dict | None = None, queue_position: int | None = None, reader: bool = True) -> JobOut:
+        error = job.error if reader or job.error is None else "the job failed; its error is shown to a caller with a token"
         return cls(id=job.id, kind=job.kind, state=job.state, created_at=job.created_at, started_at=job.started_at,
-                   finished_at=job.finished_at, error=job.error, output_dir=job.output_dir, parent_id=job.parent_id, progress=progress)
+                   finished_at=job.finished_at, error=error, output_dir=job.output_dir, parent_id=job.parent_id, progress=progress,
+                   queue_position=queue_position)
 
 
 # ---- middleware ---------------------------------------------------------------------------------
-class BodyLimit:
-    """Refuse bodies over ``limit`` bytes: by Content-Length at once, or while a chunked body streams."""
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+
+class Guard:
+    """What is refused before a route runs: a Host the service does not answer (DNS rebinding), a
+    mutating call without the token (before its body is read), a body over ``limit`` bytes (by
+    Content-Length or as a chunked body streams: 413), and a body that stalls (408)."""
+
+    def __init__(self, app, limit: int, hosts: list[str], token: str, body_timeout_s: float = 10.0):
+        self.app, self.limit, self.token, self.body_timeout_s = app, limit, token, body_timeout_s
+        self.hosts = {h.strip("[]").lower() for h in hosts}
+
+    def _host_allowed(self, headers: dict) -> bool:
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        host = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return "*" in self.hosts or host in self.hosts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and int(length) > self.limit:
-            return await _problem(413, "body", f"request body of {int(length)} bytes exceeds the limit of {self.limit}")(scope, receive, send)
-        seen = 0
+        headers = dict(scope["headers"])
+        if not self._host_allowed(headers):
+            return await _problem(400, "Host", "this host name is not served here (CURATION_ALLOWED_HOSTS)")(scope, receive, send)
+        if scope["method"] in MUTATING and not bearer_matches(headers.get(b"authorization", b""), [self.token]):
+            return await _problem(401, "Authorization", "a valid bearer token is required for this call")(scope, receive, send)
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await _problem(413, "body", f"request body of {length.decode('latin-1')} bytes exceeds the limit of {self.limit}")(scope, receive, send)
+        if scope["method"] not in MUTATING:
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:  # read it all here, so a limit or a stall is answered before anything parses it
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                return await _problem(408, "body", f"the request body did not arrive within {self.body_timeout_s:g} s")(scope, receive, send)
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await _problem(413, "body", f"request body exceeds the limit of {self.limit} bytes")(scope, receive, send)
+        sent = False
 
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise ApiError(413, "body", f"request body exceeds the limit of {self.limit} bytes")
-            return message
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited, send)
-        except ApiError as exc:
-            await _problem(exc.status, exc.field, exc.message)(scope, receive, send)
+        await self.app(scope, replay, send)
+
+
+def bearer_matches(header: bytes, tokens: list[str | None]) -> bool:
+    scheme, _, credentials = header.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not credentials:
+        return False
+    return any(t and secrets.compare_digest(credentials.strip().encode(), t.encode()) for t in tokens)
 
 
 class Timing:
@@ -165,15 +206,22 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
 
     app = FastAPI(title="curation-to-pretraining", version="1", lifespan=lifespan,
                   description="Curation and training jobs on Ray, with the retention funnel of every run.")
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
-    bearer = HTTPBearer(auto_error=False)
+    app.add_middleware(Guard, limit=settings.max_request_bytes, hosts=settings.allowed_hosts, token=settings.api_token,
+                       body_timeout_s=settings.body_timeout_s)
 
     def jobs() -> JobService:
         return state["jobs"]
 
-    def authorized(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008 (a local dependency)
-        if creds is None or not secrets.compare_digest(creds.credentials.encode(), settings.api_token.encode()):
+    def authorized(request: Request) -> None:  # the Guard checked already; kept on every mutating route as well
+        if not bearer_matches(request.headers.get("authorization", "").encode("latin-1"), [settings.api_token]):
             raise ApiError(401, "Authorization", "a valid bearer token is required for this call")
+
+    def reader(request: Request) -> bool:
+        return bearer_matches(request.headers.get("authorization", "").encode("latin-1"), [settings.api_token, settings.read_token])
+
+    def read_authorized(request: Request) -> None:
+        if not reader(request):
+            raise ApiError(401, "Authorization", "document text, metrics and error details need the API token or the read token")
 
     def job_or_404(job_id: str) -> Job:
         job = store.get(job_id)
@@ -195,6 +243,15 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
     async def job_error(_: Request, exc: JobError):
         return _problem(exc.status, exc.field, str(exc))
 
+    @app.exception_handler(InvalidConfig)
+    async def invalid_config(_: Request, exc: InvalidConfig):
+        return JSONResponse({"detail": exc.details}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception):  # a bug: logged whole for the operator, told in one line
+        logger.exception("unhandled error")
+        return _problem(500, "request", "internal error; the service log has the details")
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
         details = []
@@ -211,7 +268,8 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
     # ---- routes ---------------------------------------------------------------------------------
     @app.post("/v1/jobs/curation", status_code=201, response_model=JobOut, dependencies=[Depends(authorized)])
     def submit_curation(body: CurationJobRequest) -> JobOut:
-        return JobOut.of(jobs().submit_curation(body.config))
+        job = jobs().submit_curation(body.config)
+        return JobOut.of(job, queue_position=jobs().queue_position(job))
 
     @app.post("/v1/jobs/training", status_code=201, response_model=JobOut, dependencies=[Depends(authorized)])
     def submit_training(body: TrainingJobRequest) -> JobOut:
@@ -225,21 +283,19 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
                 raise JobError("curation_job", f"curation job {parent.id} is {parent.state}, not succeeded: no token shards to train on")
             manifest = str(Path(parent.output_dir) / "tokens" / "manifest.json")
         else:
-            manifest = confine(body.manifest, "manifest", settings.data_roots, PROJECT_ROOT)
-        try:
-            job = jobs().submit_training(manifest, body.preset, body.overrides, body.nproc, body.gpus_per_proc, parent)
-        except (ValueError, TypeError) as exc:
-            raise ApiError(422, "overrides", str(exc)) from None
-        return JobOut.of(job)
+            manifest = confine_read(body.manifest, "manifest", settings.data_roots, PROJECT_ROOT)
+        job = jobs().submit_training(manifest, body.preset, body.overrides, body.nproc, body.gpus_per_proc, parent)
+        return JobOut.of(job, queue_position=jobs().queue_position(job))
 
     @app.get("/v1/jobs", response_model=list[JobOut])
-    def list_jobs(kind: Literal["curation", "training"] | None = None,
+    def list_jobs(request: Request, kind: Literal["curation", "training"] | None = None,
                   state_: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="state")] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobOut]:
-        return [JobOut.of(j) for j in store.list(kind, state_, limit)]
+        can_read = reader(request)
+        return [JobOut.of(j, queue_position=jobs().queue_position(j), reader=can_read) for j in store.list(kind, state_, limit)]
 
     @app.get("/v1/jobs/{job_id}", response_model=JobOut)
-    def get_job(job_id: str) -> JobOut:
+    def get_job(job_id: str, request: Request) -> JobOut:
         job = job_or_404(job_id)
         if job.kind == "curation":
             progress = run_views.curation_progress(Path(job.output_dir), JobService.stage_names(job))
@@ -250,7 +306,7 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
             progress = {"overall_percent": round(100 * done / steps, 1), "step": done, "steps": steps}
         if job.state == "succeeded":
             progress["overall_percent"] = 100.0
-        return JobOut.of(job, progress)
+        return JobOut.of(job, progress, jobs().queue_position(job), reader=reader(request))
 
     @app.get("/v1/jobs/{job_id}/funnel")
     def get_funnel(job_id: str) -> dict:
@@ -262,7 +318,7 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
             raise ApiError(404, "job_id", f"job {job_id} has not completed a shard yet (state {job.state})")
         return {"job": job.id, "state": job.state, **funnel}
 
-    @app.get("/v1/jobs/{job_id}/rejected")
+    @app.get("/v1/jobs/{job_id}/rejected", dependencies=[Depends(read_authorized)])
     def get_rejected(job_id: str, stage: str, reason: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
         job = job_or_404(job_id)
         if job.kind != "curation":
@@ -273,7 +329,7 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
         docs = run_views.rejected_sample(Path(job.output_dir), stage, reason, limit)
         return {"job": job.id, "stage": stage, "reason": reason, "documents": docs}
 
-    @app.get("/v1/jobs/{job_id}/metrics")
+    @app.get("/v1/jobs/{job_id}/metrics", dependencies=[Depends(read_authorized)])
     def get_metrics(job_id: str, max_points: Annotated[int, Query(ge=1, le=100_000)] = 2000) -> dict:
         job = job_or_404(job_id)
         if job.kind != "training":

@@ -7,8 +7,8 @@ and configs are written to the shared runs folder, so any node of the cluster ca
 
 from __future__ import annotations
 
-import glob
 import logging
+import re
 import shlex
 import threading
 import time
@@ -18,6 +18,8 @@ import yaml
 
 from pipelines.config import WebCorpusConfig
 from pipelines.stages import stage_names
+from service.job_configs import JobError, confined_curation_config, confined_training_config
+from service.admission import Admission
 from service.ray_jobs import RayJobs
 from service.run_views import read_json
 from service.settings import PROJECT_ROOT, ServiceSettings
@@ -26,50 +28,11 @@ from service.store import Job, JobStore
 logger = logging.getLogger(__name__)
 
 
-class PathNotAllowed(Exception):
-    def __init__(self, field: str, path: str, roots: list[Path]):
-        super().__init__(f"{path!r} is outside the data roots {[str(r) for r in roots]}")
-        self.field = field
-
-
-class JobError(RuntimeError):
-    """A request that is valid but cannot be done now (e.g. training on an unfinished curation job)."""
-
-    def __init__(self, field: str, message: str, status: int = 409):
-        super().__init__(message)
-        self.field, self.status = field, status
-
-
-def confine(path: str, field: str, roots: list[Path], base: Path) -> str:
-    """``path`` made absolute (relative to ``base``) if it stays inside a data root, else refused.
-
-    A glob is checked by its fixed leading folders (resolved: symlinks and ``..`` cannot leave),
-    and may not climb back out with ``..`` after its first wildcard.
-    """
-    parts = (Path(path) if Path(path).is_absolute() else base / path).parts
-    k = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
-    fixed = Path(*parts[:k]).resolve()
-    inside = any(fixed == r or fixed.is_relative_to(r) for r in roots)
-    if not inside or ".." in parts[k:]:
-        raise PathNotAllowed(field, path, roots)
-    return str(Path(fixed, *parts[k:]))
-
-
-def confined_curation_config(cfg: WebCorpusConfig, settings: ServiceSettings, job_id: str) -> WebCorpusConfig:
-    """The job's config with every path checked against the data roots and its output placed in
-    the service's runs folder under the job id."""
-    roots, base = settings.data_roots, PROJECT_ROOT
-    data = cfg.model_dump(mode="json")
-    for i, source in enumerate(data["sources"]):
-        source["paths"] = [confine(p, f"config.sources.{i}.paths.{j}", roots, base) for j, p in enumerate(source["paths"])]
-    data["dedup"]["previous_indexes"] = [
-        confine(p, f"config.dedup.previous_indexes.{i}", roots, base) for i, p in enumerate(data["dedup"].get("previous_indexes") or [])
-    ]
-    if data["tokenizer"].get("model_path"):
-        data["tokenizer"]["model_path"] = confine(data["tokenizer"]["model_path"], "config.tokenizer.model_path", roots, base)
-    data.update(run_name=job_id, runs_dir=str(settings.runs_dir))
-    data["ray"] = {"address": None, "num_cpus": None}  # the job joins the cluster it runs on
-    return WebCorpusConfig.model_validate(data)
+def _read_text(path: Path, limit: int = 2000) -> str | None:
+    try:
+        return path.read_text(errors="replace")[:limit].strip() or None
+    except OSError:
+        return None
 
 
 _STAGE_NAMES: dict[str, list[str]] = {}  # job id -> its stages: a job's config never changes
@@ -78,6 +41,8 @@ _STAGE_NAMES: dict[str, list[str]] = {}  # job id -> its stages: a job's config 
 class JobService:
     def __init__(self, settings: ServiceSettings, store: JobStore, ray: RayJobs):
         self.settings, self.store, self.ray = settings, store, ray
+        self.admission = Admission(settings, ray)
+        self._admit_lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -88,55 +53,77 @@ class JobService:
     def submit_curation(self, cfg: WebCorpusConfig) -> Job:
         job_id = self.store.new_id("curation")
         cfg = confined_curation_config(cfg, self.settings, job_id)
-        request = {"config": cfg.model_dump(mode="json")}
         config_file = self._job_dir(job_id) / "config.yaml"
         config_file.parent.mkdir(parents=True, exist_ok=True)
-        config_file.write_text(yaml.safe_dump(request["config"], sort_keys=False, allow_unicode=True))
-        job = self.store.create("curation", request, str(cfg.run_dir), job_id=job_id)
+        config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
         entry = f"{shlex.quote(self.settings.python)} -m pipelines.web_corpus --no-progress --config {shlex.quote(str(config_file))}"
-        return self._submit(job, entry, num_cpus=0)
+        request = {"config": cfg.model_dump(mode="json"), "launch": {"entrypoint": entry, "num_cpus": 0, "num_gpus": 0}}
+        return self._enqueue(self.store.create("curation", request, str(cfg.run_dir), job_id=job_id))
 
     def submit_training(self, manifest: str, preset: str, overrides: list[str], nproc: int, gpus_per_proc: float, parent: Job | None) -> Job:
-        from trainer.config import load_train_config  # imports torch: only when a training job is asked for
-
+        self.admission.check_fits(nproc, nproc * gpus_per_proc)
         job_id = self.store.new_id("training")
         out_dir = self.settings.runs_dir / "train" / job_id
-        overrides = self._confined_overrides(overrides)
-        all_overrides = [f"data.manifest={manifest}", f"out_dir={out_dir}", *overrides]
-        cfg = load_train_config(preset, None, all_overrides)  # raises ValueError naming the field
-        request = {"manifest": manifest, "preset": preset, "overrides": overrides, "nproc": nproc, "config": cfg.to_dict()}
-        job = self.store.create("training", request, str(out_dir), parent_id=parent.id if parent else None, job_id=job_id)
+        cfg = confined_training_config(preset, overrides, manifest, out_dir, self.settings)
+        config_file = self._job_dir(job_id) / "train.yaml"
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
         launcher = f"-m torch.distributed.run --standalone --nproc_per_node={nproc}" if nproc > 1 else ""
+        # the resolved, confined config is what runs: the overrides are not handed on to be read again
         entry = " ".join(
             [shlex.quote(self.settings.python), launcher, "-m trainer --no-progress", f"--preset {shlex.quote(preset)}",
-             f"--data {shlex.quote(manifest)}", f"--out {shlex.quote(str(out_dir))}", *map(shlex.quote, overrides)]
+             f"--config {shlex.quote(str(config_file))}", f"--data {shlex.quote(manifest)}", f"--out {shlex.quote(str(out_dir))}"]
         )
-        return self._submit(job, entry, num_cpus=nproc, num_gpus=nproc * gpus_per_proc)
+        request = {"manifest": manifest, "preset": preset, "overrides": overrides, "nproc": nproc, "config": cfg.model_dump(mode="json"),
+                   "launch": {"entrypoint": entry, "num_cpus": nproc, "num_gpus": nproc * gpus_per_proc}}
+        job = self.store.create("training", request, str(out_dir), parent_id=parent.id if parent else None, job_id=job_id)
+        return self._enqueue(job)
 
-    def _confined_overrides(self, overrides: list[str]) -> list[str]:
-        """Trainer overrides may not move the job's input or output; a teacher run must lie in a data root."""
-        confined = []
-        for i, item in enumerate(overrides):
-            key, _, value = item.partition("=")
-            key = key.strip()
-            if key in ("out_dir", "data.manifest"):
-                raise JobError(f"overrides.{i}", f"{key} is set by the service (the job's folder and its manifest), not by an override", 422)
-            if key == "distill.teacher" and value:
-                item = f"{key}={confine(value, f'overrides.{i}', self.settings.data_roots, PROJECT_ROOT)}"
-            confined.append(item)
-        return confined
+    def _enqueue(self, job: Job) -> Job:
+        """Record the job as queued and hand it to Ray now if a slot is free; else the poller does."""
+        self.admit()
+        return self.store.get(job.id) or job
+
+    def admit(self) -> None:
+        """Submit waiting jobs, oldest first, while fewer than the limit are on Ray."""
+        with self._admit_lock:
+            waiting = sorted((j for j in self.store.unfinished() if not j.submission_id), key=lambda j: j.created_at)
+            on_ray = sum(1 for j in self.store.unfinished() if j.submission_id)
+            for job in waiting[: max(0, self.admission.limit() - on_ray)]:
+                launch = job.request["launch"]
+                self._submit(job, launch["entrypoint"], launch["num_cpus"], launch["num_gpus"])
+
+    def queue_position(self, job: Job) -> int | None:
+        """1 for the next job to be handed to Ray; None once it was (or it ended)."""
+        if job.terminal or job.submission_id:
+            return None
+        waiting = sorted((j for j in self.store.unfinished() if not j.submission_id), key=lambda j: j.created_at)
+        return next((i + 1 for i, j in enumerate(waiting) if j.id == job.id), None)
 
     def _submit(self, job: Job, entrypoint: str, num_cpus: float, num_gpus: float = 0) -> Job:
         try:
             self.ray.submit(job.id, entrypoint, num_cpus=num_cpus, num_gpus=num_gpus)
         except Exception as exc:
-            return self.store.update(job.id, state="failed", error=f"submission to Ray at {self.ray.address} failed: {exc}", finished_at=time.time())
+            if "already exists" in str(exc):  # an earlier API process handed it over before it died
+                return self.store.update(job.id, submission_id=job.id)
+            logger.warning("submission of job %s to Ray at %s failed: %s", job.id, self.ray.address, exc)
+            return self.store.update(job.id, state="failed", error="submission to Ray failed; the service log has the reason", finished_at=time.time())
         logger.info("submitted %s job %s: %s", job.kind, job.id, entrypoint)
         return self.store.update(job.id, submission_id=job.id)
 
     def cancel(self, job: Job) -> Job:
-        if not job.terminal and job.submission_id:
+        """A job not yet handed to Ray, or waiting on Ray for resources, is cancelled at once; a running
+        one is asked to stop and shows ``cancelled`` when Ray has stopped it."""
+        with self._admit_lock:
+            job = self.store.get(job.id) or job
+            if job.terminal:
+                return job
+            if not job.submission_id:
+                return self.store.update(job.id, state="cancelled", finished_at=time.time())
             self.ray.stop(job.submission_id)
+            if job.state == "queued":  # waiting on Ray for resources: nothing of it runs yet
+                job = self.store.update(job.id, state="cancelled", finished_at=time.time())
+        self.admit()  # its slot may be free now
         return self.sync(job)
 
     # ---- state ---------------------------------------------------------------------------------
@@ -157,31 +144,38 @@ class JobService:
         return job
 
     def _failure_text(self, job: Job, message: str | None) -> str:
-        """The run's own error (its stats.json) when it wrote one, else Ray's message and the log tail."""
-        stats = read_json(Path(job.output_dir) / "stats.json") if job.kind == "curation" else None
-        if stats and stats.get("error"):
-            return stats["error"]
-        return f"{message or 'job failed'}\n--- last lines of the job's log ---\n{self.ray.logs_tail(job.submission_id)}"
+        """What a client is told of a failure: the run's own error (the curation run's stats.json, the
+        trainer's error.txt), never Ray's log, which holds command lines, paths and tracebacks; the log
+        goes to the service's own log, for the operator."""
+        out = Path(job.output_dir)
+        if job.kind == "curation":
+            own = (read_json(out / "stats.json") or {}).get("error")
+        else:
+            own = _read_text(out / "error.txt")
+        logger.warning("job %s failed: %s\n--- last lines of its log ---\n%s", job.id, message, self.ray.logs_tail(job.submission_id))
+        if own:
+            return own
+        code = re.search(r"exit code (-?\d+)", message or "")
+        return f"the job's process failed{f' with exit code {code.group(1)}' if code else ''}; the service log (or `ray job logs {job.id}`) has its output"
 
     def recover_unsubmitted(self) -> None:
-        """Jobs an earlier API process recorded but did not see through submission (it was killed
-        between writing the job and hearing back from Ray). Called once at start, before any request
-        is served, so no submission of this process is in flight: a job Ray knows is followed again;
-        one Ray never received is failed with the reason, never left queued for ever."""
+        """Jobs an earlier API process recorded but had not handed to Ray, or was killed while handing
+        over. Called once at start, before any request is served: a job Ray knows is followed again;
+        one Ray never received stays queued and is handed over by admission in its turn."""
         for job in self.store.unfinished():
             if job.submission_id:
                 continue
-            known = self.ray.known(job.id)  # the submission id is the job id
-            if known:
-                logger.info("job %s reached Ray before the last API process stopped; following it", job.id)
-                self.sync(self.store.update(job.id, submission_id=job.id))
-            elif known is False:
+            if "launch" not in job.request:  # recorded by a version that submitted at once
                 self.store.update(job.id, state="failed", finished_at=time.time(),
                                   error="the API process stopped before this job was submitted to Ray; submit it again")
+            elif self.ray.known(job.id):  # the submission id is the job id
+                logger.info("job %s reached Ray before the last API process stopped; following it", job.id)
+                self.sync(self.store.update(job.id, submission_id=job.id))
 
     def sync_all(self) -> None:
         for job in self.store.unfinished():
             self.sync(job)
+        self.admit()
 
     def start_polling(self, interval_s: float = 1.0) -> None:
         def loop() -> None:

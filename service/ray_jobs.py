@@ -86,5 +86,11 @@ class RayJobs:
         except Exception as exc:  # logs are a courtesy in an error message, never the reason it fails
             return f"(logs unavailable: {exc})"
 
+    def node_resources(self) -> list[dict[str, float]]:
+        """Each alive node's total resources, from Ray's state API (through the dashboard, with its token)."""
+        from ray.util.state import list_nodes
+
+        return [dict(n.resources_total) for n in list_nodes(address=self.address, filters=[("state", "=", "ALIVE")], timeout=10)]
+
     def stop(self, submission_id: str) -> bool:
         return self.client.stop_job(submission_id)

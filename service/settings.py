@@ -13,6 +13,11 @@
                             Ray head the service starts once and records in the state dir
     CURATION_PYTHON         the Python that runs job entrypoints on the cluster (default: this one)
     CURATION_MAX_REQUEST_BYTES  request body limit (default 1 MiB)
+    CURATION_MAX_RUNNING_JOBS   jobs on Ray at once, the rest queued (default: one per two cluster CPUs)
+    CURATION_ALLOWED_HOSTS  Host headers answered, comma-separated (default: 127.0.0.1,localhost,::1);
+                            anything else gets 400, so a web page cannot reach the API by DNS rebinding
+    CURATION_READ_TOKEN     a second bearer token that may read document text, rejected samples,
+                            metrics and error details, but not submit or cancel (optional)
 """
 
 from __future__ import annotations
@@ -37,12 +42,16 @@ class ServiceSettings(BaseModel):
     python: str = sys.executable
     max_request_bytes: int = Field(1 << 20, gt=0)
     local_ray_cpus: int | None = Field(None, gt=0)
+    body_timeout_s: float = Field(10.0, gt=0, le=600, description="a request body that stalls longer is refused (408)")
+    max_running_jobs: int | None = Field(None, gt=0, description="jobs on Ray at once; default: one per two cluster CPUs")
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"], min_length=1)
+    read_token: str | None = Field(None, min_length=16, description="a token for reads only; the API token reads too")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServiceSettings:
         env = dict(os.environ if env is None else env)
         state_dir = Path(env.get("CURATION_STATE_DIR", "service_state")).resolve()
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the token and the job store live here
         runs_dir = Path(env.get("CURATION_RUNS_DIR", "runs")).resolve()
         roots = env.get("CURATION_DATA_ROOTS")
         data_roots = [Path(p).resolve() for p in roots.split(":") if p] if roots else [PROJECT_ROOT / "data", runs_dir]
@@ -56,6 +65,9 @@ class ServiceSettings(BaseModel):
             python=env.get("CURATION_PYTHON", sys.executable),
             max_request_bytes=int(env.get("CURATION_MAX_REQUEST_BYTES", 1 << 20)),
             local_ray_cpus=int(env["CURATION_LOCAL_RAY_CPUS"]) if env.get("CURATION_LOCAL_RAY_CPUS") else None,
+            max_running_jobs=int(env["CURATION_MAX_RUNNING_JOBS"]) if env.get("CURATION_MAX_RUNNING_JOBS") else None,
+            allowed_hosts=[h for h in env.get("CURATION_ALLOWED_HOSTS", "127.0.0.1,localhost,::1").split(",") if h],
+            read_token=env.get("CURATION_READ_TOKEN") or None,
         )
 
 

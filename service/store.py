@@ -7,6 +7,7 @@ output lives, the Ray submission id to ask about it, and its last known state an
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -62,9 +63,18 @@ class Job:
                    row.error, row.created_at, row.started_at, row.finished_at)
 
 
+def _private_file(path: str) -> None:
+    """The job store holds every request (configs, paths): readable by the service's user alone."""
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 class JobStore:
     def __init__(self, url: str):
         sqlite = url.startswith("sqlite")
+        if sqlite and url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+            _private_file(url[len("sqlite:///"):])
         self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30} if sqlite else {})
         if sqlite:
             # WAL lets the status poller write while requests read, without "database is locked"

@@ -124,6 +124,9 @@ class FakeRay:
     def stop(self, submission_id):
         return True
 
+    def node_resources(self):
+        return [{"CPU": 8.0}]
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
@@ -131,7 +134,8 @@ def client(tmp_path_factory):
     runs = root / "runs"
     runs.mkdir()
     settings = ServiceSettings(api_token=TOKEN, database_url=f"sqlite:///{root / 'jobs.db'}", state_dir=root,
-                               data_roots=[CORPUS.parent, runs], runs_dir=runs, max_request_bytes=1 << 16)
+                               data_roots=[CORPUS.parent, runs], runs_dir=runs, max_request_bytes=1 << 16,
+                               allowed_hosts=["testserver"])
     app = create_app(settings, ray=FakeRay(), poll_interval_s=3600)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

@@ -8,6 +8,7 @@ its read error, so that the ``read`` stage rejects it with that reason and the f
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +28,30 @@ class InputFile:
     format: str  # warc | jsonl | parquet | html
     content_type: str = "html"  # html | text: what the text field of jsonl/parquet holds
     options: dict = field(default_factory=dict, hash=False, compare=False)
+    roots: tuple[str, ...] = ()  # when set, the file must resolve inside one of these folders as it is opened
 
     @property
     def name(self) -> str:
         return Path(self.path).name
+
+    def open_path(self, path: str | None = None) -> str:
+        """The path to open for ``path`` (default: this file), checked against ``roots`` now, when it
+        is opened: a symlink that appeared after the run was submitted cannot lead outside."""
+        return inside_roots(path or self.path, self.roots) if self.roots else (path or self.path)
+
+
+class OutsideDataRoots(ValueError):
+    """Not an OSError on purpose: readers turn OSErrors into error documents that carry the raw bytes."""
+
+
+def inside_roots(path: str | os.PathLike, roots: tuple[str, ...] | list) -> str:
+    """``path`` with every symlink and ``..`` resolved, if that lies inside one of ``roots``; else refused."""
+    real = os.path.realpath(path)
+    for root in roots:
+        root = os.path.realpath(root)
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            return real
+    raise OutsideDataRoots(f"{os.fspath(path)!r} resolves to {real!r}, outside the data roots {[os.fspath(r) for r in roots]}")
 
 
 def raw_document(

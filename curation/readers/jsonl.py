@@ -22,7 +22,7 @@ def read_jsonl(file: InputFile) -> Iterator[Document]:
     id_field = file.options.get("id_field")
     url_field = file.options.get("url_field", "url")
     position = 0
-    with _open(file.path) as f:
+    with _open(file.open_path()) as f:
         try:
             for line in f:
                 if not line.strip():

@@ -15,15 +15,16 @@ def read_parquet(file: InputFile) -> Iterator[Document]:
     """Options: ``text_field`` (default "text"), ``url_field`` (default "url"), ``batch_size``."""
     text_field = file.options.get("text_field", "text")
     url_field = file.options.get("url_field", "url")
+    path = file.open_path()
     try:
-        parquet = pq.ParquetFile(file.path)
+        parquet = pq.ParquetFile(path)
         if text_field not in parquet.schema_arrow.names:
             raise KeyError(text_field)
     except KeyError:
         yield raw_document(b"", file, 0, None, error=f"missing_field:{text_field}")
         return
     except (pa.ArrowException, OSError):
-        yield raw_document(read_rest(file.path, 0), file, 0, None, error="corrupt_archive")
+        yield raw_document(read_rest(path, 0), file, 0, None, error="corrupt_archive")
         return
     columns = [c for c in (text_field, url_field) if c in parquet.schema_arrow.names]
     position = 0

@@ -134,7 +134,7 @@ def _read_uncompressed(stream, file: InputFile) -> Iterator[Document]:
             position += 1
     except Exception as exc:  # not a WARC at all, or garbage after some records: the rest is counted, not lost
         logger.warning("%s: unreadable from byte %d on (%s: %s)", file.path, records.offset, type(exc).__name__, exc)
-        yield raw_document(read_rest(file.path, records.offset), file, position, None, error=f"corrupt_record:{type(exc).__name__}")
+        yield raw_document(read_rest(file.open_path(), records.offset), file, position, None, error=f"corrupt_record:{type(exc).__name__}")
 
 
 def read_warc(file: InputFile) -> Iterator[Document]:
@@ -143,7 +143,7 @@ def read_warc(file: InputFile) -> Iterator[Document]:
     Request, metadata, warcinfo and revisit records carry no page of their own and are not documents.
     """
     position = 0
-    with open(file.path, "rb") as stream:
+    with open(file.open_path(), "rb") as stream:
         # gzip by its magic; or by its name when a gzip header follows soon: a .gz whose first bytes
         # are damaged resynchronises at its next member instead of being parsed as one uncompressed,
         # unreadable record (and an uncompressed WARC misnamed .gz is still read as one)
