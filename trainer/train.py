@@ -155,7 +155,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     needed = text_vocab if objective.kind == "clm" else special["vocab_size"]  # mask and sentinels need embeddings
     if cfg.model.vocab_size < needed:
         cfg.model.vocab_size = needed
-    if objective.bidirectional and not cfg.model.bidirectional:
+    if cfg.objective.bidirectional and not cfg.model.bidirectional:
         cfg.model.bidirectional = True  # a masked-LM encoder sees both ways
         logger.info("objective.kind=%s: model.bidirectional set to true", objective.kind)
     if o.schedule == "noam" and o.lr <= 0:  # the paper's peak, d^-0.5 * warmup^-0.5
