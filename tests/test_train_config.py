@@ -118,3 +118,18 @@ def test_a_frozen_config_refuses_assignment_and_dumps_as_json():
         cfg.model = cfg.model
     assert TrainConfig.model_validate(cfg.to_dict()).to_dict() == cfg.to_dict()
     assert not TrainConfig.model_validate(cfg.to_dict()).frozen
+
+
+def test_resolution_settles_what_training_needs_in_a_new_frozen_config():
+    from trainer.resolve import resolve
+
+    manifest = {"tokenizer": {"vocab_size": 2000}}  # a run curated before the special ids were recorded
+    cfg = load_train_config("tiny", None, ["model.vocab_size=1", "objective.kind=mlm", "optim.schedule=noam", "optim.lr=0", "optim.warmup_steps=16"])
+    resolved = resolve(cfg, manifest)
+    assert resolved.frozen and not cfg.frozen
+    assert resolved.model.vocab_size == 2000 + 1 + 100 and resolved.model.bidirectional  # mask and sentinels embedded
+    assert resolved.optim.lr == pytest.approx(128**-0.5 * 16**-0.5)
+    assert (cfg.model.vocab_size, cfg.model.bidirectional, cfg.optim.lr) == (1, False, 0)  # the input is left as it was
+    assert resolve(resolved, manifest).to_dict() == resolved.to_dict()
+    plain = resolve(load_train_config("tiny"), manifest)
+    assert plain.model.vocab_size == 8192 and not plain.model.bidirectional  # a larger vocabulary is kept
