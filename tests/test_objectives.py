@@ -174,7 +174,7 @@ def test_init_choices_give_their_standard_deviations(init):
 
 def test_noam_schedule_peaks_at_warmup_then_falls_as_inverse_square_root():
     from trainer.config import OptimConfig
-    from trainer.optim import lr_lambda, noam_peak_lr
+    from trainer.schedule import lr_lambda, noam_peak_lr
 
     f = lr_lambda(OptimConfig(schedule="noam", warmup_steps=100, steps=10000))
     values = [f(s) for s in range(10000)]

@@ -198,7 +198,7 @@ def test_swiglu_hidden_is_eight_thirds_rounded_to_64():
 
 def test_schedule_warms_up_then_decays_and_restarts():
     from trainer.config import OptimConfig
-    from trainer.optim import lr_lambda
+    from trainer.schedule import lr_lambda
 
     f = lr_lambda(OptimConfig(steps=110, warmup_steps=10, min_lr_ratio=0.1))
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)

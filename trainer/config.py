@@ -1,90 +1,56 @@
-"""One typed config for a training job: named presets, YAML on top, ``section.field=value`` last."""
+"""One typed config for a training job: named presets, YAML on top, ``section.field=value`` last.
+
+Torch-free (the service validates a job with it before anything loads torch). Fields that hold a
+filesystem path carry a marker, ``json_schema_extra={"path": "read"}`` (an input the job reads) or
+``{"path": "write"}`` (where it writes); the service confines those fields, so no other string
+field may hold a path (``trainer.config_sections``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, ValidationError
 
-from trainer.distill import DistillConfig
-from trainer.model import ModelConfig
-from trainer.objectives import ObjectiveConfig
+from trainer.config_sections import (
+    WRITE_PATH,
+    CheckpointConfig,
+    DataConfig,
+    DistillConfig,
+    LogConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    ParallelConfig,
+    Section,
+)
 
-
-@dataclass
-class DataConfig:
-    manifest: str = ""  # tokens/manifest.json of a curation run (or its tokens/ folder)
-    ratios: dict[str, float] | None = None  # None: the shards' own mixture
-    schedule: list[list] | None = None  # [[step, {domain: share}], ...]: ratios interpolated over steps
-    val_fraction: float = 0.05
-    prefetch: bool = True  # build the next steps' batches in a worker process while this step trains
-
-
-@dataclass
-class OptimConfig:
-    steps: int = 200
-    global_batch: int = 16  # sequences per optimizer step, over all processes and micro-batches
-    micro_batch: int = 8  # sequences per forward pass on one process
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 20
-    schedule: str = "cosine"  # cosine | constant | noam (inverse square root after warmup)
-    restart_every: int | None = None  # SGDR: restart the cosine every N steps after warmup
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    z_loss: float = 1e-4
-    label_smoothing: float = 0.0
-    seed: int = 0  # model init and the objectives' masking (keyed by seed and global sequence index)
-
-    def __post_init__(self):
-        if self.schedule not in ("cosine", "constant", "noam"):
-            raise ValueError(f"optim.schedule must be cosine, constant or noam, got {self.schedule!r}")
+__all__ = [
+    "PRESETS", "CheckpointConfig", "ConfigError", "DataConfig", "DistillConfig", "LogConfig", "ModelConfig", "ObjectiveConfig",
+    "OptimConfig", "ParallelConfig", "TrainConfig", "load_train_config", "parse_overrides",
+]
 
 
-@dataclass
-class ParallelConfig:
-    sharding: str = "full"  # full (ZeRO-3) | grad_op (ZeRO-2-like) | replicate (DDP-like) | hybrid (2-D mesh)
-    hybrid_shard_size: int | None = None  # hybrid: processes per shard group
-    mixed_precision: str = "bf16"  # bf16 (bf16 compute, fp32 reduce) | fp32
-    activation_checkpointing: bool = False
-    compile: bool = False
-    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy: sharded parameters, gradients and optimizer state live in host memory (CUDA only)
+class ConfigError(ValueError):
+    """A training config that cannot run; the message names the offending field."""
 
 
-@dataclass
-class CheckpointConfig:
-    every: int = 100  # steps; 0: only at the end
-    keep: int = 2
-
-
-@dataclass
-class LogConfig:
-    every: int = 1
-    val_every: int = 50
-    val_batches: int = 4
-    peak_flops: float | None = None  # per device, for MFU; None: known GPUs' bf16 peak, else no MFU
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    parallel: ParallelConfig = field(default_factory=ParallelConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    out_dir: str = "runs/train"
-    stop_after: int | None = None  # end this invocation after this step (checkpointed); a rerun resumes
+class TrainConfig(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    out_dir: str = Field("runs/train", json_schema_extra=WRITE_PATH, description="metrics.jsonl, config.json, checkpoints/")
+    stop_after: int | None = Field(None, ge=1, description="end this invocation after this step (checkpointed); a rerun resumes")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump(mode="json")
 
 
 PRESETS: dict[str, dict] = {
@@ -99,69 +65,81 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def _coerce(path: str, current: Any, value: Any) -> Any:
-    """Give ``value`` the type of the field's default, or name the field in the error.
-
-    YAML reads ``3e-3`` as a string (it wants ``3.0e-3``), so numbers are parsed here too.
-    """
-    if value is None or current is None:
-        if isinstance(value, str):
-            try:
-                return float(value) if any(c in value for c in ".eE") else int(value)
-            except ValueError:
-                return value
-        return value
-    kind = type(current)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if kind in (int, float):
-        try:
-            number = kind(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            number = None
-        if number is None or (kind is int and isinstance(value, float) and value != int(value)):
-            raise ValueError(f"{path}: expected {kind.__name__}, got {value!r}")
-        return number
-    if kind is str and not isinstance(value, str):
-        raise ValueError(f"{path}: expected a string, got {value!r}")
-    return value
-
-
-def _apply(obj: Any, tree: dict, where: str = "") -> None:
-    names = {f.name for f in fields(obj)}
-    for key, value in tree.items():
-        path = f"{where}{key}"
-        if key not in names:
-            raise ValueError(f"unknown config field {path!r}")
-        current = getattr(obj, key)
-        if is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ValueError(f"{path} is a section; give a mapping")
-            _apply(current, value, f"{path}.")
+def _deep_merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
         else:
-            setattr(obj, key, _coerce(path, current, value))
-    if hasattr(obj, "__post_init__"):
-        obj.__post_init__()
+            merged[key] = value
+    return merged
+
+
+def _yaml_value(item: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    # safe_load refuses Python tags with a YAMLError; a well-formed tag on a bad value
+    # (``!!int x``, ``!!timestamp x``) fails in its constructor with other errors
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())  # YAML's messages span lines with a caret under the column
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({reason})") from None
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["optim.lr=3e-4", "data={manifest: x, ratios: null}"]`` -> one nested dict, later overrides
+    merged over earlier ones; values are YAML (numbers, booleans, lists, mappings, ``null``), as
+    in the curation config's overrides (``pipelines.config.parse_overrides``)."""
+    tree: dict = {}
+    for item in overrides:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.field=value")
+        node: Any = _yaml_value(item, raw)
+        for part in reversed(key.split(".")):
+            node = {part: node}
+        tree = _deep_merge(tree, node)
+    return tree
+
+
+def _read_yaml(path: str | Path) -> dict:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+    return loaded or {}
+
+
+def describe(err: ValidationError) -> str:
+    """One line per error, each starting with the dotted field (``optim.lr: ...``)."""
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "config"
+        message = e["msg"].removeprefix("Value error, ")
+        line = message if message.startswith(field) else f"{field}: {message}"
+        value = e.get("input")
+        if "got" not in message and not isinstance(value, dict):  # a section's whole mapping says little
+            got = repr(value)
+            line += f" (got {got if len(got) <= 80 else got[:77] + '...'})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def validate_train_config(tree: dict) -> TrainConfig:
+    """A ``TrainConfig`` from a nested dict, or a ``ConfigError`` naming each bad field."""
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
 
 
 def load_train_config(preset: str = "tiny", path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """The preset, then the YAML file, then the overrides in order; validated once, as a whole."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    cfg = TrainConfig()
-    _apply(cfg, PRESETS[preset])
-    if path is not None:
-        _apply(cfg, yaml.safe_load(Path(path).read_text()) or {})
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not of the form section.field=value")
-        tree: dict = {}
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-        _apply(cfg, tree)
-    return cfg
+        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    tree = _deep_merge(PRESETS[preset], _read_yaml(path) if path is not None else {})
+    return validate_train_config(_deep_merge(tree, parse_overrides(overrides or [])))

@@ -8,27 +8,14 @@ over the positions that have a target, like ``lm_loss``, so the trainer normalis
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
 import torch.nn.functional as F
 
-from trainer.model import ModelConfig, Transformer
-
-
-@dataclass
-class DistillConfig:
-    teacher: str = ""  # a training run's folder (config.json, checkpoints/); empty: no distillation
-    alpha: float = 0.5  # weight of the soft (teacher) term; 1 - alpha on the hard targets
-    temperature: float = 2.0
-
-    def __post_init__(self):
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"distill.alpha must lie in [0, 1], got {self.alpha}")
-        if self.temperature <= 0:
-            raise ValueError(f"distill.temperature must be positive, got {self.temperature}")
+from trainer.config_sections import ModelConfig
+from trainer.model import Transformer
 
 
 def load_teacher(run_dir: str | Path, device: torch.device) -> Transformer:

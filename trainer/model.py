@@ -12,7 +12,6 @@ those from the outside (the torchtitan way).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -21,59 +20,7 @@ from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 from trainer.chunked_loss import linear_cross_entropy
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int = 8192
-    seq_len: int = 256
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    norm: str = "rmsnorm"  # rmsnorm | layernorm
-    positions: str = "rope"  # rope | learned
-    mlp: str = "swiglu"  # swiglu | gelu
-    qk_norm: bool = True
-    logit_softcap: float | None = 30.0  # tanh soft-capping of the output logits; None: off
-    tie_embeddings: bool = False
-    dropout: float = 0.0
-    rope_base: float = 10000.0
-    init_std: float = 0.02
-    init: str = "normal"  # matrices: normal (init_std) | xavier (Glorot normal) | he (Kaiming normal, fan-in)
-    depth_scaled_init: bool = True  # output projections of the residual branches get std / sqrt(2 * n_layers)
-    bidirectional: bool = False  # every position attends to every other (masked-LM encoders)
-    window: int | None = None  # sliding-window width of local layers (a position sees itself and window - 1 others)
-    attention_pattern: str = "G"  # per layer, repeated: L local, G global; "LG" alternates, "LLLG" is 3 local : 1 global
-    attention_backend: str = "auto"  # auto (flex_attention for masked layers on CUDA, else SDPA) | sdpa | flex
-    loss_chunk: int = 8192  # positions whose logits exist at once when forward computes the loss (trainer.chunked_loss); 0: all
-    fused_qk_rope: bool = True  # on CUDA, RMS QK-norm + RoPE as one Triton kernel each way (trainer.triton_qk_rope); false: torch ops
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
-    @property
-    def mlp_hidden(self) -> int:
-        if self.mlp == "swiglu":  # 8/3 d keeps the parameter count of a 4d GELU MLP, rounded to 64
-            return 64 * math.ceil(8 * self.d_model / 3 / 64)
-        return 4 * self.d_model
-
-    def __post_init__(self):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
-        for name, value, allowed in (("norm", self.norm, ("rmsnorm", "layernorm")), ("positions", self.positions, ("rope", "learned")), ("mlp", self.mlp, ("swiglu", "gelu")),
-                                     ("init", self.init, ("normal", "xavier", "he")), ("attention_backend", self.attention_backend, ("auto", "sdpa", "flex"))):
-            if value not in allowed:
-                raise ValueError(f"model.{name} must be one of {allowed}, got {value!r}")
-        if self.loss_chunk < 0:
-            raise ValueError(f"model.loss_chunk must be 0 (all positions at once) or a positive number of positions, got {self.loss_chunk}")
-        if not self.attention_pattern or set(self.attention_pattern) - {"L", "G"}:
-            raise ValueError(f"model.attention_pattern must be a string of L (local) and G (global), got {self.attention_pattern!r}")
-        if "L" in self.attention_pattern and not (self.window and self.window > 0):
-            raise ValueError("model.window must be a positive width when model.attention_pattern has local (L) layers")
-
-    def layer_is_local(self, i: int) -> bool:
-        return self.attention_pattern[i % len(self.attention_pattern)] == "L"
+from trainer.config_sections import ModelConfig
 
 
 def _half_is_power_of_two(head_dim: int) -> bool:

@@ -27,28 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainer.config_sections import ObjectiveConfig
+
 IGNORE = -100
-
-
-@dataclass
-class ObjectiveConfig:
-    kind: str = "clm"  # clm | mlm | span
-    mask_fraction: float = 0.15  # mlm: positions predicted per sequence
-    mask_token_share: float = 0.8  # mlm: of the predicted positions, replaced by the mask id
-    random_token_share: float = 0.1  # mlm: replaced by a random token (the rest is left as it was)
-    noise_density: float = 0.15  # span: share of the tokens corrupted
-    mean_span: float = 3.0  # span: mean length of a corrupted span
-
-    def __post_init__(self):
-        if self.kind not in ("clm", "mlm", "span"):
-            raise ValueError(f"objective.kind must be clm, mlm or span, got {self.kind!r}")
-        for name in ("mask_fraction", "noise_density"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"objective.{name} must lie in (0, 1), got {getattr(self, name)}")
-        if self.mask_token_share < 0 or self.random_token_share < 0 or self.mask_token_share + self.random_token_share > 1:
-            raise ValueError("objective.mask_token_share and objective.random_token_share must be >= 0 and sum to at most 1")
-        if self.mean_span < 1:
-            raise ValueError(f"objective.mean_span must be at least 1, got {self.mean_span}")
 
 
 @dataclass
@@ -80,10 +61,6 @@ class Objective:
         self.cfg, self.seq_len, self.special, self.text_vocab, self.seed = cfg, seq_len, special, text_vocab, seed
 
     @property
-    def bidirectional(self) -> bool:
-        return False
-
-    @property
     def targets_per_sequence(self) -> int:
         return self.seq_len
 
@@ -96,10 +73,6 @@ class Objective:
 
 class MaskedLM(Objective):
     kind = "mlm"
-
-    @property
-    def bidirectional(self) -> bool:
-        return True
 
     @property
     def targets_per_sequence(self) -> int:

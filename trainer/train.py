@@ -15,16 +15,17 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from tqdm import tqdm
 
 from trainer.config import TrainConfig
-from tokenizer.special import special_tokens
 from trainer.data import MixtureSampler, StepBatches, load_streams
 from trainer.distill import distill_loss, load_teacher
 from trainer.memory import model_state_bytes
 from trainer.model import Transformer, lm_loss
 from trainer.distributed import init_distributed
 from trainer.objectives import Objective, make_objective
-from trainer.optim import lr_lambda, noam_peak_lr, param_groups
+from trainer.optim import adamw
 from trainer.parallel import is_sharded, parallelize
 from trainer.plan import datasheet_peak
+from trainer.resolve import manifest_file, resolve, special_ids
+from trainer.schedule import lr_lambda
 
 logger = logging.getLogger(__name__)
 
@@ -139,27 +140,15 @@ def _truncate_metrics(path: Path, start_step: int) -> None:
 def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) per ``cfg``; returns the step metrics this process logged."""
     rank, world, device = init_distributed()
+    train_streams, val_streams, manifest = load_streams(manifest_file(cfg.data.manifest), cfg.data.val_fraction)
+    cfg = resolve(cfg, manifest)  # from here on the config does not change
     out = Path(cfg.out_dir)
     o = cfg.optim
     per_rank = o.global_batch // world
     if o.global_batch % world or per_rank % o.micro_batch:
         raise ValueError(f"optim.global_batch ({o.global_batch}) must split into {world} processes x micro-batches of {o.micro_batch}")
     accum = per_rank // o.micro_batch
-    manifest = Path(cfg.data.manifest)
-    manifest = manifest / "manifest.json" if manifest.is_dir() else manifest
-    train_streams, val_streams, meta = load_streams(manifest, cfg.data.val_fraction)
-    text_vocab = meta["tokenizer"]["vocab_size"]
-    # runs curated before the special ids were recorded have them at the same place
-    special = meta["tokenizer"].get("special") or special_tokens(text_vocab)
-    objective = make_objective(cfg.objective, cfg.model.seq_len, special, text_vocab, o.seed)
-    needed = text_vocab if objective.kind == "clm" else special["vocab_size"]  # mask and sentinels need embeddings
-    if cfg.model.vocab_size < needed:
-        cfg.model.vocab_size = needed
-    if objective.bidirectional and not cfg.model.bidirectional:
-        cfg.model.bidirectional = True  # a masked-LM encoder sees both ways
-        logger.info("objective.kind=%s: model.bidirectional set to true", objective.kind)
-    if o.schedule == "noam" and o.lr <= 0:  # the paper's peak, d^-0.5 * warmup^-0.5
-        o.lr = noam_peak_lr(cfg.model.d_model, max(1, o.warmup_steps))
+    objective = make_objective(cfg.objective, cfg.model.seq_len, special_ids(manifest), manifest["tokenizer"]["vocab_size"], o.seed)
     schedule = [(int(s), r) for s, r in cfg.data.schedule] if cfg.data.schedule else None
     sampler = MixtureSampler(train_streams, cfg.model.seq_len, cfg.data.ratios, schedule)
 
@@ -174,7 +163,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
             raise ValueError(f"distill.teacher {cfg.distill.teacher}: its vocabulary ({teacher.cfg.vocab_size}) and attention "
                              f"(bidirectional {teacher.cfg.bidirectional}) must cover the student's ({cfg.model.vocab_size}, {cfg.model.bidirectional})")
     fused = device.type == "cuda" and not cfg.parallel.cpu_offload  # offloaded state steps on the CPU
-    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
+    optimizer = adamw(model, o, fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
     loss_fn = forward_loss(model, cfg, world, device, teacher)
     ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep)
