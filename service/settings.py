@@ -13,6 +13,7 @@
                             Ray head the service starts once and records in the state dir
     CURATION_PYTHON         the Python that runs job entrypoints on the cluster (default: this one)
     CURATION_MAX_REQUEST_BYTES  request body limit (default 1 MiB)
+    CURATION_BODY_TIMEOUT_S     a request body that stalls longer is refused with 408 (default 10)
     CURATION_MAX_RUNNING_JOBS   jobs on Ray at once, the rest queued (default: one per two cluster CPUs)
     CURATION_ALLOWED_HOSTS  Host headers answered, comma-separated (default: 127.0.0.1,localhost,::1);
                             anything else gets 400, so a web page cannot reach the API by DNS rebinding
@@ -65,6 +66,7 @@ class ServiceSettings(BaseModel):
             python=env.get("CURATION_PYTHON", sys.executable),
             max_request_bytes=int(env.get("CURATION_MAX_REQUEST_BYTES", 1 << 20)),
             local_ray_cpus=int(env["CURATION_LOCAL_RAY_CPUS"]) if env.get("CURATION_LOCAL_RAY_CPUS") else None,
+            body_timeout_s=float(env.get("CURATION_BODY_TIMEOUT_S", 10.0)),
             max_running_jobs=int(env["CURATION_MAX_RUNNING_JOBS"]) if env.get("CURATION_MAX_RUNNING_JOBS") else None,
             allowed_hosts=[h for h in env.get("CURATION_ALLOWED_HOSTS", "127.0.0.1,localhost,::1").split(",") if h],
             read_token=env.get("CURATION_READ_TOKEN") or None,

@@ -257,7 +257,8 @@ def test_dashboard_renders_funnel_and_loss_in_chromium(service, curated, tmp_pat
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     api, job = service["api"], curated["job"]
     try:
-        driver.get(f"{api.base}/#job={job['id']}")
+        driver.get(f"{api.base}/#job={job['id']}&token={TOKEN}")  # the read token: the loss curve's metrics need it
+        assert "token=" not in driver.current_url  # taken out of the address at once, kept in the tab's session
         WebDriverWait(driver, 30).until(lambda d: d.find_element("tag name", "body").get_attribute("data-rendered") == job["id"])
         bars = driver.find_elements("css selector", "svg#funnel rect.bar")
         funnel = api.call("GET", f"/v1/jobs/{job['id']}/funnel")[1]

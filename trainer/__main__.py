@@ -7,12 +7,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 import torch.distributed as dist
 
 from trainer.config import PRESETS, load_train_config
 from trainer.train import train
+
+
+def _fail(out_dir: str | None, exc: Exception) -> int:
+    """The error for the user, and in ``<out>/error.txt`` for the service to show (not the job's log)."""
+    print(f"error: {exc}", file=sys.stderr)
+    if out_dir and os.environ.get("RANK", "0") == "0":
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(out_dir) / "error.txt").write_text(f"{exc}\n")
+        except OSError:
+            pass  # the message above still reaches the log
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_train_config(args.preset, args.config, overrides)
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.out, exc)
     try:
         train(cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as exc:  # a setting the data, the teacher or the device cannot meet
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(cfg.out_dir, exc)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
