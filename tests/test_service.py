@@ -268,6 +268,11 @@ def test_dashboard_renders_funnel_and_loss_in_chromium(service, curated, tmp_pat
             for domain, counts in stage["domains"].items():
                 assert kept[(stage["name"], domain)] == counts["kept"]["docs"]
         assert any(float(b.get_attribute("width")) > 0 for b in bars)
+        # the figures beside the bars fit inside the chart (a user once saw "913/945 docs · 6185" cut off)
+        cut = driver.execute_script(
+            "const svg = document.getElementById('funnel'); const w = svg.width.baseVal.value;"
+            "return [...svg.querySelectorAll('text')].filter(t => { const b = t.getBBox(); return b.x + b.width > w; }).map(t => t.textContent);")
+        assert cut == []
         training = service["training"]
         driver.get(f"{api.base}/#job={training['id']}")
         driver.refresh()
@@ -275,6 +280,9 @@ def test_dashboard_renders_funnel_and_loss_in_chromium(service, curated, tmp_pat
         curve = driver.find_element("css selector", "svg#loss polyline.loss-curve")
         assert int(curve.get_attribute("data-points")) == 30
         assert len(curve.get_attribute("points").split()) == 30
+        assert int(driver.find_element("css selector", "svg#loss polyline.val-curve").get_attribute("data-points")) >= 2
+        axes = {driver.find_element("css selector", f"svg#loss text.{a}").text for a in ("axis-x", "axis-y")}
+        assert axes == {"optimizer step", "loss (nats per token)"}
         rows = driver.find_elements("css selector", "#jobs tr.job")
         assert {r.get_attribute("data-job") for r in rows} >= {job["id"], training["id"]}
         # the dashboard only reads: every request it made was a GET to the API's own origin
