@@ -15,7 +15,9 @@ processes each is given half of it (perfect scaling: the hardest case for the lo
 Printed per loader: the build time, the wait at the start of the step, how much longer the loop's
 Python took than without a loader (a builder thread shares its interpreter lock), and the data
 loader's share of step time = (wait + that delay) / (step + wait + that delay).
-The issue's goal is a share below 1%.
+The issue's goal is a share below 1%. The goal is measured here, not asserted in the tests: a
+share of wall-clock time depends on the machine and on its load (the trainer still logs its own
+``data_time_share`` per step in metrics.jsonl).
 """
 
 from __future__ import annotations

@@ -471,14 +471,14 @@ def bench_ours(micro: int, steps: int, overrides: list[str] = (), label: str = "
     from trainer.parallel import parallelize
     from trainer.train import forward_loss
 
-    _, world, device = init_distributed()
+    _, world, _ = init_distributed()
     cfg = load_train_config("124m", overrides=[f"optim.micro_batch={micro}", *overrides])
     micro = cfg.optim.micro_batch
     torch.manual_seed(0)
     model = Transformer(cfg.model).cuda()
     n = model.num_params()
     model = parallelize(model, cfg.parallel, world, "cuda")
-    step_loss = forward_loss(model, cfg, world, device)
+    step_loss = forward_loss(model, cfg)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95), fused=True)
     x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
     tokens = micro * SHAPE["seq"]
@@ -502,14 +502,14 @@ def bench_variant(micro: int, steps: int, overrides: list[str]) -> dict:
     from trainer.plan import memory_per_gpu
     from trainer.train import forward_loss
 
-    _, world, device = init_distributed()
+    _, world, _ = init_distributed()
     cfg = load_train_config("124m", overrides=[f"optim.micro_batch={micro}", *overrides])
     micro = cfg.optim.micro_batch
     torch.manual_seed(0)
     model = Transformer(cfg.model).cuda()
     n, total = model.num_params(), model.num_params(exclude_embeddings=False)
     model = parallelize(model, cfg.parallel, world, "cuda")
-    step_loss = forward_loss(model, cfg, world, device)
+    step_loss = forward_loss(model, cfg)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95), fused=not cfg.parallel.cpu_offload)
     x = torch.randint(0, SHAPE["vocab"], (micro, SHAPE["seq"] + 1), device="cuda")
     tokens = micro * SHAPE["seq"]

@@ -145,13 +145,18 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
     return stats
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Overrides may come anywhere among the options (``--config x a.b=1 --overwrite c.d=2``)."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.web_corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML run config (default: the bundled sample corpus)")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value", help="config overrides, e.g. language.threshold=0.8")
-    args = parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, args.overrides)

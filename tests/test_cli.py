@@ -21,6 +21,14 @@ def _run(args, cwd, timeout=600):
     )
 
 
+def test_overrides_may_come_before_and_after_options():
+    from pipelines.web_corpus import parse_args
+
+    args = parse_args(["language.threshold=0.8", "--config", "run.yaml", "dedup.threshold=0.7", "--overwrite", "mix.seed=2"])
+    assert (args.config, args.overwrite) == ("run.yaml", True)
+    assert args.overrides == ["language.threshold=0.8", "dedup.threshold=0.7", "mix.seed=2"]
+
+
 def test_a_bad_override_exits_2_naming_the_field(tmp_path):
     result = _run(["language.threshold=high"], tmp_path)
     assert result.returncode == 2

@@ -133,3 +133,11 @@ def test_resolution_settles_what_training_needs_in_a_new_frozen_config():
     assert resolve(resolved, manifest).to_dict() == resolved.to_dict()
     plain = resolve(load_train_config("tiny"), manifest)
     assert plain.model.vocab_size == 8192 and not plain.model.bidirectional  # a larger vocabulary is kept
+
+
+def test_the_cli_takes_overrides_before_and_after_options():
+    from trainer.__main__ import parse_args
+
+    args = parse_args(["--data", "runs/sample/tokens", "optim.steps=16", "--out", "runs/x", "stop_after=8", "--no-progress"])
+    assert (args.data, args.out, args.no_progress) == ("runs/sample/tokens", "runs/x", True)
+    assert args.overrides == ["optim.steps=16", "stop_after=8"]

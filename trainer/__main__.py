@@ -29,7 +29,8 @@ def _fail(out_dir: str | None, exc: Exception) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Overrides may come anywhere among the options (``--data x optim.steps=16 --out y stop_after=8``)."""
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Pretrain a decoder-only transformer on token shards.")
     parser.add_argument("--data", required=True, help="a curation run's tokens/ folder or its manifest.json")
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (metrics.jsonl, checkpoints/)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value")
-    args = parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = [f"data.manifest={args.data}", *([f"out_dir={args.out}"] if args.out else []), *args.overrides]
     try:

@@ -1,275 +1,220 @@
-"""The training loop: objectives, distillation, FSDP2, AdamW, schedules, global-token loss normalisation, exact resume."""
+"""The training loop: objectives, distillation, AdamW, schedules, global-token loss normalisation,
+exact resume. Its components are files beside it (torchtitan's layout): the config and its
+resolution, ``parallel`` (FSDP2, precision, compile, activation checkpointing), ``checkpoint``,
+``metrics``, ``data``, ``objectives``, ``optim`` and ``schedule``."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from tqdm import tqdm
 
-from trainer.config import TrainConfig
+from trainer.checkpoint import Checkpointer
+from trainer.config import OptimConfig, TrainConfig
 from trainer.data import MixtureSampler, StepBatches, load_streams
 from trainer.distill import distill_loss, load_teacher
-from trainer.memory import model_state_bytes
-from trainer.model import Transformer, lm_loss
 from trainer.distributed import init_distributed
-from trainer.objectives import Objective, make_objective
+from trainer.memory import model_state_bytes
+from trainer.metrics import MetricsLog, flops_per_token, peak_flops, throughput
+from trainer.model import Transformer, lm_loss
+from trainer.objectives import Batch, Objective, make_objective
 from trainer.optim import adamw
-from trainer.parallel import is_sharded, parallelize
-from trainer.plan import datasheet_peak
+from trainer.parallel import parallelize, prepare_teacher
 from trainer.resolve import manifest_file, resolve, special_ids
 from trainer.schedule import lr_lambda
 
 logger = logging.getLogger(__name__)
 
 
-def forward_loss(model, cfg: TrainConfig, world: int, device: torch.device, teacher: Transformer | None = None):
-    """(inputs, targets, prefix) -> (loss sum, z sum, target count), compiled when configured.
+def forward_loss(model, cfg: TrainConfig, teacher: Transformer | None = None):
+    """(inputs, targets, prefix) -> (loss sum, z sum, target count).
 
-    Under FSDP2 the blocks are compiled one by one and bf16 comes from its MixedPrecisionPolicy;
-    in a single process the model is one compiled graph under bf16 autocast. Either way the output
-    head and the loss run inside the model's forward, a chunk of positions at a time, with their
-    own kernel (``trainer.chunked_loss``). With a teacher the whole logits are needed: the loss is
-    the distillation loss (``trainer.distill``) plus the student's z-loss.
+    Precision and compilation are the model's own, set by ``trainer.parallel``. Without a teacher
+    the output head and the loss run inside the model's forward, a chunk of positions at a time,
+    with their own kernel (``trainer.chunked_loss``). With a teacher the whole logits are needed:
+    the loss is the distillation loss (``trainer.distill``) plus the student's z-loss.
     """
     o, d = cfg.optim, cfg.distill
-    sharded = is_sharded(cfg.parallel, world)
-    autocast = cfg.parallel.mixed_precision == "bf16" and not sharded
 
     def step(inputs, targets, prefix=None):
         if teacher is None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                return model(inputs, prefix, targets, o.z_loss, o.label_smoothing)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(inputs, prefix)
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.parallel.mixed_precision == "bf16"):
+            return model(inputs, prefix, targets, o.z_loss, o.label_smoothing)
+        logits = model(inputs, prefix)
+        with torch.no_grad():
             teacher_logits = teacher(inputs, prefix)
         loss, _ = distill_loss(logits, teacher_logits, targets, d.alpha, d.temperature)
         _, z, n = lm_loss(logits, targets, 0.0, 0.0)
         return loss + o.z_loss * z, z, n
 
-    # under FSDP2 `parallelize` compiled each block: compiling around them again fails in dynamo
-    return torch.compile(step) if cfg.parallel.compile and not sharded else step
+    return step
 
 
-def flops_per_token(model: Transformer) -> float:
-    """6N + 12 L H Q T: weights (forward + backward) plus attention scores, per token."""
-    c = model.cfg
-    return 6 * model.num_params() + 12 * c.n_layers * c.n_heads * c.head_dim * c.seq_len
+def micro_batches_per_step(cfg: OptimConfig, world: int) -> int:
+    per_rank = cfg.global_batch // world
+    if cfg.global_batch % world or per_rank % cfg.micro_batch:
+        raise ValueError(f"optim.global_batch ({cfg.global_batch}) must split into {world} processes x micro-batches of {cfg.micro_batch}")
+    return per_rank // cfg.micro_batch
 
 
-def _peak(cfg: TrainConfig, device: torch.device) -> float | None:
-    if cfg.log.peak_flops:
-        return cfg.log.peak_flops
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return datasheet_peak(name)
-    return None
+def load_checked_teacher(cfg: TrainConfig, world: int, device: torch.device) -> Transformer:
+    """``distill.teacher``'s model, refused unless its vocabulary and attention cover the student's."""
+    teacher = load_teacher(cfg.distill.teacher, device)
+    if teacher.cfg.vocab_size < cfg.model.vocab_size or teacher.cfg.bidirectional != cfg.model.bidirectional:
+        raise ValueError(f"distill.teacher {cfg.distill.teacher}: its vocabulary ({teacher.cfg.vocab_size}) and attention "
+                         f"(bidirectional {teacher.cfg.bidirectional}) must cover the student's ({cfg.model.vocab_size}, {cfg.model.bidirectional})")
+    return prepare_teacher(teacher, cfg.parallel, world, device.type)
 
 
-class Checkpointer:
-    """Model and optimizer through torch.distributed.checkpoint (resharded on load, so the number
-    of processes may change); scheduler, data position and RNG in a small JSON/pt beside it."""
+class Trainer:
+    """The live parts of one run, built from a resolved config: data, model, optimizer, loss, checkpoints."""
 
-    def __init__(self, root: Path, keep: int):
-        self.root, self.keep = root, keep
+    def __init__(self, cfg: TrainConfig, manifest: dict, streams: tuple[dict, dict], rank: int, world: int, device: torch.device):
+        self.cfg, self.rank, self.world, self.device = cfg, rank, world, device
+        o = cfg.optim
+        self.accum = micro_batches_per_step(o, world)
+        self.objective = make_objective(cfg.objective, cfg.model.seq_len, special_ids(manifest), manifest["tokenizer"]["vocab_size"], o.seed)
+        # every objective predicts a fixed number of targets per sequence: the global count is
+        # known without a collective
+        self.global_targets = o.global_batch * self.objective.targets_per_sequence
+        train_streams, self.val_streams = streams
+        schedule = [(int(s), r) for s, r in cfg.data.schedule] if cfg.data.schedule else None
+        self.sampler = MixtureSampler(train_streams, cfg.model.seq_len, cfg.data.ratios, schedule)
+        torch.manual_seed(o.seed)
+        model = Transformer(cfg.model).to(device)
+        self.flops_per_token = flops_per_token(model)
+        self.model = parallelize(model, cfg.parallel, world, device.type)
+        teacher = load_checked_teacher(cfg, world, device) if cfg.distill.teacher else None
+        self.optimizer = adamw(self.model, o, fused=device.type == "cuda" and not cfg.parallel.cpu_offload)  # offloaded state steps on the CPU
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(o))
+        self.loss_fn = forward_loss(self.model, cfg, teacher)
+        self.checkpointer = Checkpointer(Path(cfg.out_dir) / "checkpoints", cfg.checkpoint.keep)
 
-    def latest(self) -> Path | None:
-        done = sorted(self.root.glob("step-*/extra.json"))
-        return done[-1].parent if done else None
+    def resume(self) -> int:
+        """The step the latest complete checkpoint ended (its state loaded), or 0."""
+        latest = self.checkpointer.latest()
+        if latest is None:
+            return 0
+        step = self.checkpointer.load(latest, self.model, self.optimizer, self.scheduler, self.sampler, self.rank)
+        if self.rank == 0:
+            logger.info("resumed from %s at step %d", latest, step)
+        return step
 
-    def save(self, step: int, model, optimizer, scheduler, data_state: dict, rank: int) -> None:
-        """``data_state``: the sampler's state after the last batch this step trained on."""
-        path = self.root / f"step-{step:08d}"
-        model_sd, optim_sd = get_state_dict(model, optimizer)
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(path))
-        torch.save({"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, path / f"rng-{rank}.pt")
-        dist.barrier()
-        if rank == 0:  # written last: a checkpoint without it is incomplete and ignored
-            extra = {"step": step, "scheduler": scheduler.state_dict(), "data": data_state}
-            tmp = path / "extra.json.tmp"
-            tmp.write_text(json.dumps(extra))
-            tmp.replace(path / "extra.json")
-            for old in sorted(self.root.glob("step-*"))[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
-        dist.barrier()
+    def make_batch(self, step: int) -> tuple[Batch, dict]:
+        """This process's share of ``step``'s batch, and the sampler's state after it."""
+        n, first = self.cfg.optim.global_batch, self.sampler.state.sequences
+        rows = self.sampler.batch(step, n, self.rank, self.world)
+        return self.objective.batch(rows, list(range(first + self.rank, first + n, self.world))), self.sampler.state_dict()
 
-    def load(self, path: Path, model, optimizer, scheduler, sampler, rank: int) -> int:
-        model_sd, optim_sd = get_state_dict(model, optimizer)
-        state = {"model": model_sd, "optim": optim_sd}
-        dcp.load(state, checkpoint_id=str(path))
-        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-        extra = json.loads((path / "extra.json").read_text())
-        scheduler.load_state_dict(extra["scheduler"])
-        sampler.load_state_dict(extra["data"])
-        rng = path / f"rng-{rank}.pt"
-        if rng.exists():  # absent when resuming on more processes than saved: keep the fresh seed
-            states = torch.load(rng, weights_only=False)
-            torch.set_rng_state(states["cpu"])
-        return extra["step"]
+    def optimizer_step(self, batch: Batch) -> dict:
+        """Forward and backward over the micro-batches of ``batch``, then one optimizer step; the
+        step's loss, z-loss, lr, gradient norm and model state, over every process."""
+        o, model, optimizer, world = self.cfg.optim, self.model, self.optimizer, self.world
+        loss_sum = torch.zeros((), device=self.device)
+        z_sum = torch.zeros((), device=self.device)
+        model.train()
+        for i in range(self.accum):
+            micro = batch[i * o.micro_batch : (i + 1) * o.micro_batch]
+            loss, z, _ = self.loss_fn(micro.inputs, micro.targets, micro.prefix)
+            if i == self.accum - 1:  # the gathered parameters are alive between forward and backward
+                after_forward = model_state_bytes(model, optimizer)
+            # FSDP averages gradients over processes, so scale by world / global count: the
+            # result is the mean over every target token of the step, however it was split
+            (loss * world / self.global_targets).backward()
+            loss_sum += loss.detach()
+            z_sum += z.detach()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        optimizer.step()
+        after_step = model_state_bytes(model, optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        state_peak = max(after_forward, after_step, key=lambda parts: sum(parts.values()))
+        state_max = torch.tensor([sum(state_peak.values())], device=self.device)
+        dist.all_reduce(state_max, op=dist.ReduceOp.MAX)
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        totals = torch.stack([loss_sum, z_sum])
+        dist.all_reduce(totals)
+        return {
+            "loss": totals[0].item() / self.global_targets,
+            "z_loss": totals[1].item() / self.global_targets,
+            "lr": lr,
+            "grad_norm": grad_norm.item(),
+            # parameters, gradients, optimizer state and gathered parameters of the fullest
+            # process, at its fuller moment (end of forward, or after the optimizer step); the
+            # parts are those of the process that logs
+            "model_state_bytes": int(state_max.item()),
+            "model_state_parts": state_peak,
+        }
 
+    def timed_step(self, step: int, batches: StepBatches, peak: float | None) -> tuple[dict, dict]:
+        """``step`` with its wait for data timed: (its metrics, the sampler's state after its batch)."""
+        cuda = self.device.type == "cuda"
+        t0 = time.perf_counter()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        cpu_batch, data_state, waited = batches.get(step)
+        t_copy = time.perf_counter()
+        batch = cpu_batch.to(self.device)
+        if cuda:  # the copy is asynchronous from pinned memory: count it whole (the GPU waits for it anyway)
+            torch.cuda.current_stream(self.device).synchronize()
+        data_time = time.perf_counter() - t0  # waiting for the prefetched batch, and its copy to the device
+        data_parts = {"wait": waited, "copy": time.perf_counter() - t_copy}
+        record = {"step": step + 1, **self.optimizer_step(batch)}
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        took = time.perf_counter() - t0
+        positions = self.cfg.optim.global_batch * self.cfg.model.seq_len
+        record |= throughput(positions, took, data_time, data_parts, self.flops_per_token, peak, self.world)
+        record["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30 if cuda else None
+        return record, data_state
 
-def _truncate_metrics(path: Path, start_step: int) -> None:
-    """Keep only the lines of steps a resumed run will not redo.
-
-    A run killed between checkpoints logged steps past its last checkpoint (and maybe half a line);
-    the resumed run logs those steps again, so without this they would appear twice.
-    """
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
+    def run(self, progress: bool = True) -> list[dict]:
+        """Train from the latest checkpoint to ``optim.steps`` (or ``stop_after``); the step metrics this process logged."""
+        cfg, o, rank = self.cfg, self.cfg.optim, self.rank
+        start = self.resume()
+        out = Path(cfg.out_dir)
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        metrics = MetricsLog(out / "metrics.jsonl", start, cfg.log.every, rank)
+        peak = peak_flops(cfg.log, self.device)
+        bar = tqdm(total=o.steps, initial=start, desc="train", disable=not (progress and rank == 0))
+        end = cfg.stop_after if cfg.stop_after and start < cfg.stop_after < o.steps else o.steps
+        # the next steps' batches are built in a worker process while this one trains (data.prefetch)
+        batches = StepBatches(self.make_batch, start, end, ahead=cfg.data.prefetch, pin_memory=self.device.type == "cuda")
+        logged: list[dict] = []
         try:
-            record = json.loads(line)
-        except ValueError:  # a line cut by the kill
-            continue
-        if isinstance(record, dict) and record.get("step", start_step + 1) <= start_step:
-            kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    tmp.replace(path)
+            for step in range(start, end):
+                record, data_state = self.timed_step(step, batches, peak)
+                if (step + 1) % cfg.log.val_every == 0 and self.val_streams:
+                    record["val_loss"] = evaluate(self.model, self.val_streams, cfg, self.objective, rank, self.world, self.device)
+                if metrics.write(record):
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+                logged.append(record)
+                bar.update(1)
+                last = step + 1 == o.steps or step + 1 == cfg.stop_after
+                if cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0 or last:
+                    self.checkpointer.save(step + 1, self.model, self.optimizer, self.scheduler, data_state, rank)
+                if step + 1 == cfg.stop_after:
+                    break
+        finally:
+            batches.close()
+            metrics.close()
+        bar.close()
+        return logged
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
-    """Train (or resume) per ``cfg``; returns the step metrics this process logged."""
+    """Train (or resume) per ``cfg``, resolved first against its data; returns the step metrics this process logged."""
     rank, world, device = init_distributed()
     train_streams, val_streams, manifest = load_streams(manifest_file(cfg.data.manifest), cfg.data.val_fraction)
-    cfg = resolve(cfg, manifest)  # from here on the config does not change
-    out = Path(cfg.out_dir)
-    o = cfg.optim
-    per_rank = o.global_batch // world
-    if o.global_batch % world or per_rank % o.micro_batch:
-        raise ValueError(f"optim.global_batch ({o.global_batch}) must split into {world} processes x micro-batches of {o.micro_batch}")
-    accum = per_rank // o.micro_batch
-    objective = make_objective(cfg.objective, cfg.model.seq_len, special_ids(manifest), manifest["tokenizer"]["vocab_size"], o.seed)
-    schedule = [(int(s), r) for s, r in cfg.data.schedule] if cfg.data.schedule else None
-    sampler = MixtureSampler(train_streams, cfg.model.seq_len, cfg.data.ratios, schedule)
-
-    torch.manual_seed(o.seed)
-    model = Transformer(cfg.model).to(device)
-    fpt = flops_per_token(model)
-    model = parallelize(model, cfg.parallel, world, device.type)
-    teacher = None
-    if cfg.distill.teacher:
-        teacher = load_teacher(cfg.distill.teacher, device)
-        if teacher.cfg.vocab_size < cfg.model.vocab_size or teacher.cfg.bidirectional != cfg.model.bidirectional:
-            raise ValueError(f"distill.teacher {cfg.distill.teacher}: its vocabulary ({teacher.cfg.vocab_size}) and attention "
-                             f"(bidirectional {teacher.cfg.bidirectional}) must cover the student's ({cfg.model.vocab_size}, {cfg.model.bidirectional})")
-    fused = device.type == "cuda" and not cfg.parallel.cpu_offload  # offloaded state steps on the CPU
-    optimizer = adamw(model, o, fused)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
-    loss_fn = forward_loss(model, cfg, world, device, teacher)
-    ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep)
-    start_step = 0
-    if (latest := ckpt.latest()) is not None:
-        start_step = ckpt.load(latest, model, optimizer, scheduler, sampler, rank)
-        if rank == 0:
-            logger.info("resumed from %s at step %d", latest, start_step)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    if rank == 0:
-        _truncate_metrics(out / "metrics.jsonl", start_step)
-    metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
-    peak = _peak(cfg, device)
-    logged: list[dict] = []
-    bar = tqdm(total=o.steps, initial=start_step, desc="train", disable=not (progress and rank == 0))
-
-    def make_batch(step: int):
-        first = sampler.state.sequences
-        rows = sampler.batch(step, o.global_batch, rank, world)
-        return objective.batch(rows, list(range(first + rank, first + o.global_batch, world))), sampler.state_dict()
-
-    end = cfg.stop_after if cfg.stop_after and start_step < cfg.stop_after < o.steps else o.steps
-    # the next steps' batches are built in a worker process while this one trains (data.prefetch)
-    batches = StepBatches(make_batch, start_step, end, ahead=cfg.data.prefetch, pin_memory=device.type == "cuda")
-    try:
-        for step in range(start_step, end):
-            t0 = time.perf_counter()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            cpu_batch, data_state, waited = batches.get(step)
-            t_copy = time.perf_counter()
-            batch = cpu_batch.to(device)
-            if device.type == "cuda":  # the copy is asynchronous from pinned memory: count it whole (the GPU waits for it anyway)
-                torch.cuda.current_stream(device).synchronize()
-            data_time = time.perf_counter() - t0  # waiting for the prefetched batch, and its copy to the device
-            data_parts = {"wait": waited, "copy": time.perf_counter() - t_copy}
-            # every objective predicts a fixed number of targets per sequence: the global count is
-            # known without a collective
-            global_targets = o.global_batch * objective.targets_per_sequence
-            loss_sum = torch.zeros((), device=device)
-            z_sum = torch.zeros((), device=device)
-            model.train()
-            for i in range(accum):
-                micro = batch[i * o.micro_batch : (i + 1) * o.micro_batch]
-                loss, z, _ = loss_fn(micro.inputs, micro.targets, micro.prefix)
-                if i == accum - 1:  # the gathered parameters are alive between forward and backward
-                    after_forward = model_state_bytes(model, optimizer)
-                # FSDP averages gradients over processes, so scale by world / global count: the
-                # result is the mean over every target token of the step, however it was split
-                (loss * world / global_targets).backward()
-                loss_sum += loss.detach()
-                z_sum += z.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-            optimizer.step()
-            after_step = model_state_bytes(model, optimizer)
-            optimizer.zero_grad(set_to_none=True)
-            state_peak = max(after_forward, after_step, key=lambda parts: sum(parts.values()))
-            state_max = torch.tensor([sum(state_peak.values())], device=device)
-            dist.all_reduce(state_max, op=dist.ReduceOp.MAX)
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            totals = torch.stack([loss_sum, z_sum])
-            dist.all_reduce(totals)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            took = time.perf_counter() - t0
-            tokens_per_s = o.global_batch * cfg.model.seq_len / took  # positions processed (MLM predicts only 15% of them)
-            record = {
-                "step": step + 1,
-                "loss": totals[0].item() / global_targets,
-                "z_loss": totals[1].item() / global_targets,
-                "lr": lr,
-                "grad_norm": grad_norm.item(),
-                "tokens_per_s": tokens_per_s,
-                "mfu": fpt * tokens_per_s / (peak * world) if peak else None,
-                "data_time_share": data_time / took,
-                "data_time_s": {"total": data_time, **data_parts},
-                "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-                # parameters, gradients, optimizer state and gathered parameters of the fullest
-                # process, at its fuller moment (end of forward, or after the optimizer step); the
-                # parts are those of the process that logs
-                "model_state_bytes": int(state_max.item()),
-                "model_state_parts": state_peak,
-            }
-            if (step + 1) % cfg.log.val_every == 0 and val_streams:
-                record["val_loss"] = evaluate(model, val_streams, cfg, objective, rank, world, device)
-            if rank == 0 and (step + 1) % cfg.log.every == 0:
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
-            logged.append(record)
-            bar.update(1)
-            last = step + 1 == o.steps or step + 1 == cfg.stop_after
-            if cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0 or last:
-                ckpt.save(step + 1, model, optimizer, scheduler, data_state, rank)
-            if step + 1 == cfg.stop_after:
-                break
-    finally:
-        batches.close()
-    bar.close()
-    if metrics_file:
-        metrics_file.close()
-    return logged
+    cfg = resolve(cfg, manifest)  # from here on the config does not change (it is frozen)
+    return Trainer(cfg, manifest, (train_streams, val_streams), rank, world, device).run(progress)
 
 
 @torch.no_grad()
