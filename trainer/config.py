@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from trainer.distill import DistillConfig
+from trainer.eval import default_eval_text  # issue 19
 from trainer.model import ModelConfig
 from trainer.objectives import ObjectiveConfig
 
@@ -68,6 +69,9 @@ class LogConfig:
     val_every: int = 50
     val_batches: int = 4
     peak_flops: float | None = None  # per device, for MFU; None: known GPUs' bf16 peak, else no MFU
+    # issue 19: JSON-lines files, one per domain, scored as val_bpb/<domain> at val_every; [] turns it off.
+    # A path read by the job (pydantic: json_schema_extra={"path": "read"})
+    eval_text: list[str] = field(default_factory=default_eval_text, metadata={"path": "read"})
 
 
 @dataclass

@@ -18,6 +18,7 @@ from trainer.config import TrainConfig
 from tokenizer.special import special_tokens
 from trainer.data import MixtureSampler, StepBatches, load_streams
 from trainer.distill import distill_loss, load_teacher
+from trainer.eval import eval_bpb, load_eval_text  # issue 19
 from trainer.memory import model_state_bytes
 from trainer.model import Transformer, lm_loss
 from trainer.distributed import init_distributed
@@ -148,6 +149,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     manifest = Path(cfg.data.manifest)
     manifest = manifest / "manifest.json" if manifest.is_dir() else manifest
     train_streams, val_streams, meta = load_streams(manifest, cfg.data.val_fraction)
+    eval_text = load_eval_text(cfg.log.eval_text, manifest) if cfg.log.eval_text else {}  # issue 19: held-out bits per byte
     text_vocab = meta["tokenizer"]["vocab_size"]
     # runs curated before the special ids were recorded have them at the same place
     special = meta["tokenizer"].get("special") or special_tokens(text_vocab)
@@ -264,6 +266,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
             }
             if (step + 1) % cfg.log.val_every == 0 and val_streams:
                 record["val_loss"] = evaluate(model, val_streams, cfg, objective, rank, world, device)
+            if (step + 1) % cfg.log.val_every == 0:  # issue 19: val_bpb/<domain> on the reference text
+                record.update(eval_bpb(model, eval_text, cfg.model.seq_len, o.micro_batch, device, rank, world))
             if rank == 0 and (step + 1) % cfg.log.every == 0:
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
