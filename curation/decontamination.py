@@ -20,7 +20,9 @@ depreciation table, LibreOffice date examples). Runs of numbers are not leaked p
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +107,24 @@ def load_index(eval_paths: Iterable[str], n: int) -> NGramIndex:
     return build_index({eval_set_name(p): read_eval_texts(p) for p in eval_paths}, n)
 
 
+@functools.lru_cache(maxsize=4)
+def _index_of(files: tuple[tuple[str, int | None, int | None], ...], n: int) -> NGramIndex:
+    return load_index([path for path, _, _ in files], n)
+
+
+def shared_index(eval_paths: Iterable[str], n: int) -> NGramIndex:
+    """``load_index``, built once per process while the files stay the same: a worker curates many
+    shards, and building the index (about half a second) would otherwise repeat for each."""
+
+    def stamp(path: str) -> tuple[str, int | None, int | None]:
+        if "://" in path:
+            return path, None, None
+        st = os.stat(path)
+        return path, st.st_mtime_ns, st.st_size
+
+    return _index_of(tuple(stamp(p) for p in eval_paths), n)
+
+
 class Decontaminate(Stage):
     """Rejects documents sharing a word ``ngram``-gram with the evaluation files, with reason
     ``contaminated:<set>``; metadata ``contamination`` holds the set and the shared n-gram."""
@@ -118,7 +138,7 @@ class Decontaminate(Stage):
 
     def open(self) -> None:
         if self.index is None:
-            self.index = load_index(self.eval_paths, self.ngram)
+            self.index = shared_index(self.eval_paths, self.ngram)
 
     def apply(self, doc: Document) -> Verdict:
         if self.index is None:  # used without ``with``: a test on a list

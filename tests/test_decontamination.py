@@ -120,3 +120,14 @@ def test_the_stage_rejects_with_the_text_the_document_entered_with():
     rejected = []
     kept = list(run_stage(stage, [doc], StageStats(stage.name), TextMeasure(), lambda d, r, raw: rejected.append((d.text, r))))
     assert kept == [] and rejected == [("Intro. " + _passage(20), "contaminated:finance")]
+
+
+def test_a_process_builds_the_index_once_until_the_files_change(tmp_path):
+    from curation.decontamination import shared_index
+
+    path = tmp_path / "finance.jsonl"
+    path.write_text('{"text": "one two three four five"}\n')
+    first = shared_index([str(path)], 3)
+    assert shared_index([str(path)], 3) is first
+    path.write_text('{"text": "six seven eight nine ten eleven"}\n')
+    assert find_contamination("seven eight nine", shared_index([str(path)], 3)) == ("finance", "seven eight nine")
