@@ -115,3 +115,15 @@ def test_training_logs_bits_per_byte_and_the_command_agrees(mixed_run, tmp_path)
     assert written["step"] == 4 and written["stride"] == written["seq_len"] and written["eval_text"] == eval_text
     for domain in ("finance", "general"):  # the same checkpoint, scored the same way
         assert written["bpb"][domain] == pytest.approx(metrics[-1][f"val_bpb/{domain}"], rel=1e-4)
+
+
+def test_scoring_makes_no_gradient_beside_the_loss(tiny, monkeypatch):
+    import trainer.chunked_loss as chunked
+
+    asked, real = [], chunked.chunk_loss_and_grad
+    monkeypatch.setattr(chunked, "chunk_loss_and_grad", lambda *a: asked.append(a[-1]) or real(*a))
+    x = torch.randint(3, 40, (2, SEQ))
+    with torch.no_grad():
+        tiny(x, None, x)
+    tiny(x, None, x)
+    assert asked == [False, True]
