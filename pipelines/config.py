@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from curation.document import UNTAGGED
+from pipelines.decontaminate_config import DecontaminateConfig  # issue 19: the decontaminate section
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample_corpus"
@@ -334,6 +335,7 @@ class WebCorpusConfig(Strict):
     url_filter: URLFilterConfig = URLFilterConfig()
     extract: ExtractConfig = ExtractConfig()
     language: LanguageConfig = LanguageConfig()
+    decontaminate: DecontaminateConfig = DecontaminateConfig()  # issue 19
     quality: QualityConfig = QualityConfig()
     domain_classifier: DomainClassifierConfig = DomainClassifierConfig()
     pii: PIIConfig = PIIConfig()

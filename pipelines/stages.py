@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from curation.classifier import DomainClassifier, QualityClassifier
+from curation.decontamination import Decontaminate
 from curation.decode import DecodeStage
 from curation.extract import TextExtraction
 from curation.language import LanguageID
@@ -14,9 +15,11 @@ from pipelines.config import WebCorpusConfig
 
 
 def build_stages(cfg: WebCorpusConfig) -> list[Stage]:
-    """read, url_filter, extract, language, the heuristic filters, quality_classifier, domain_classifier, pii.
+    """read, url_filter, extract, language, decontaminate, the heuristic filters, quality_classifier, domain_classifier, pii.
 
-    The URL filter needs only the URL, so it runs before the costly extraction. The classifiers
+    The URL filter needs only the URL, so it runs before the costly extraction. Decontamination
+    runs on the text of the kept language, before every filter an ablation may switch off, so each
+    variant drops the same evaluation-text documents and its funnel counts all of them. The classifiers
     score text that the cheap heuristics already let through. PII is redacted last, on the text
     that goes on, and before dedup, so pages that differ only in an address or a phone number are
     still found to be duplicates.
@@ -27,6 +30,8 @@ def build_stages(cfg: WebCorpusConfig) -> list[Stage]:
     stages.append(TextExtraction(**cfg.extract.model_dump()))
     if cfg.language.enabled:
         stages.append(LanguageID(cfg.language.languages, cfg.language.threshold))
+    if cfg.decontaminate.enabled:  # issue 19: before every optional filter, so each ablation variant drops the same documents
+        stages.append(Decontaminate(cfg.decontaminate.eval_paths, cfg.decontaminate.ngram))
     for name in QUALITY_FILTERS:  # Gopher repetition, Gopher quality, C4, FineWeb: FineWeb's order
         params = getattr(cfg.quality, name).model_dump()
         if params.pop("enabled"):
@@ -45,6 +50,7 @@ def stage_names(cfg: WebCorpusConfig) -> list[str]:
     """Stage names in order, without building (and loading models for) the stages."""
     names = ["read"] + (["url_filter"] if cfg.url_filter.enabled else []) + ["extract"]
     names += ["language"] if cfg.language.enabled else []
+    names += ["decontaminate"] if cfg.decontaminate.enabled else []  # issue 19
     names += [n for n in QUALITY_FILTERS if getattr(cfg.quality, n).enabled]
     names += ["quality_classifier"] if cfg.quality.classifier.enabled else []
     names += ["domain_classifier"] if cfg.domain_classifier.enabled else []

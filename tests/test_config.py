@@ -81,10 +81,11 @@ def test_the_documented_config_file_is_the_defaults():
 
     documented = load_config(ROOT / "configs" / "web_corpus.yaml")
     defaults = WebCorpusConfig()
-    models = {"quality": {"classifier": {"model_path"}}, "domain_classifier": {"model_path"}}  # relative in the file
+    models = {"quality": {"classifier": {"model_path"}}, "domain_classifier": {"model_path"}, "decontaminate": {"eval_paths"}}  # relative in the file
     assert documented.model_dump(exclude={"sources": True, **models}) == defaults.model_dump(exclude={"sources": True, **models})
     for cfg in (documented, defaults):
         assert Path(cfg.quality.classifier.model_path).name == "quality.ftz"
         assert Path(cfg.domain_classifier.model_path).name == "domain.ftz"
+    assert [Path(p).name for p in documented.decontaminate.eval_paths] == [Path(p).name for p in defaults.decontaminate.eval_paths]
     assert [s.domain for s in documented.sources] == [s.domain for s in defaults.sources]
     assert [Path(p).name for s in documented.sources for p in s.paths] == [Path(p).name for s in defaults.sources for p in s.paths]

@@ -36,7 +36,7 @@ def test_funnel_balances_counts_tokens_and_keeps_every_rejected_document(tmp_pat
     assert stats["invariant_violations"] == []
     names = [s["name"] for s in stats["stages"]]
     assert names == [
-        "read", "url_filter", "extract", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
+        "read", "url_filter", "extract", "language", "decontaminate", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
         "quality_classifier", "domain_classifier", "pii", "dedup", "mix",
     ]  # fmt: skip
     for before, after in zip(stats["stages"], stats["stages"][1:]):

@@ -61,9 +61,9 @@ def roots(tmp_path_factory):
 
 
 def _settings(roots, **extra) -> ServiceSettings:
-    """The bundled classifiers' folder is a root as well: the configs' default models live there."""
+    """The bundled classifiers and reference text are roots as well: the configs' defaults live there."""
     values = dict(api_token=TOKEN, read_token=READ_TOKEN, database_url=f"sqlite:///{roots['base'] / 'jobs.db'}", state_dir=roots["base"],
-                  data_roots=[roots["data"], roots["runs"], CORPUS.parent / "classifiers"], runs_dir=roots["runs"],
+                  data_roots=[roots["data"], roots["runs"], CORPUS.parent / "classifiers", CORPUS.parent / "eval"], runs_dir=roots["runs"],
                   allowed_hosts=["testserver"], max_running_jobs=1, max_request_bytes=1 << 16, body_timeout_s=1.0)
     return ServiceSettings(**{**values, **extra})
 

@@ -9,11 +9,13 @@ hold a path.
 """
 
 import math
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 READ_PATH = {"path": "read"}
+EVAL_TEXT = Path(__file__).resolve().parents[1] / "data" / "eval"  # the reference text shipped with the product (data/eval/README.md)
 WRITE_PATH = {"path": "write"}
 
 
@@ -218,3 +220,7 @@ class LogConfig(Section):
     val_every: int = Field(50, ge=1)
     val_batches: int = Field(4, ge=1)
     peak_flops: float | None = Field(None, gt=0, description="per device, for MFU; null: known GPUs' bf16 peak, else no MFU")
+    eval_text: list[str] = Field(
+        default_factory=lambda: [str(EVAL_TEXT / f"{d}.jsonl") for d in ("finance", "general")], json_schema_extra=READ_PATH,
+        description="JSON-lines reference text, one file per domain, scored as val_bpb/<domain> at val_every; [] turns it off",
+    )

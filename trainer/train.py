@@ -19,6 +19,7 @@ from trainer.config import OptimConfig, TrainConfig
 from trainer.data import MixtureSampler, StepBatches, load_streams
 from trainer.distill import distill_loss, load_teacher
 from trainer.distributed import init_distributed
+from trainer.eval import eval_bpb, load_eval_text
 from trainer.memory import model_state_bytes
 from trainer.metrics import MetricsLog, flops_per_token, peak_flops, throughput
 from trainer.model import Transformer, lm_loss
@@ -93,6 +94,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(o))
         self.loss_fn = forward_loss(self.model, cfg, teacher)
         self.checkpointer = Checkpointer(Path(cfg.out_dir) / "checkpoints", cfg.checkpoint.keep)
+        # held-out bits per byte per domain on the reference text, at every validation
+        self.eval_text = load_eval_text(cfg.log.eval_text, manifest_file(cfg.data.manifest)) if cfg.log.eval_text else {}
 
     def resume(self) -> int:
         """The step the latest complete checkpoint ended (its state loaded), or 0."""
@@ -193,6 +196,8 @@ class Trainer:
                 record, data_state = self.timed_step(step, batches, peak)
                 if (step + 1) % cfg.log.val_every == 0 and self.val_streams:
                     record["val_loss"] = evaluate(self.model, self.val_streams, cfg, self.objective, rank, self.world, self.device)
+                if (step + 1) % cfg.log.val_every == 0:
+                    record.update(eval_bpb(self.model, self.eval_text, cfg.model.seq_len, o.micro_batch, self.device, rank, self.world))
                 if metrics.write(record):
                     bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
                 logged.append(record)

@@ -1,0 +1,125 @@
+"""What an ablation compares: curation variants of one raw input, and the training each is followed by.
+
+A variant is a list of curation overrides (``section.field=value``) on a shared base run config.
+Named variants climb the ladder of issue 19, one kind of stage at a time, and the leave-one-out
+set switches off one optional stage of the full pipeline each; a variant may also be written out
+in full. Decontamination is never optional here: a variant that trained on the evaluation text
+would win by memory, so a variant that switches it off is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipelines.config import ConfigError, WebCorpusConfig, load_config
+
+NAME = r"^[A-Za-z0-9_.-]+$"
+
+# the stages a variant may switch off, each by its config switch
+OPTIONAL_STAGES: dict[str, str] = {
+    "url_filter": "url_filter.enabled",
+    "gopher_repetition": "quality.gopher_repetition.enabled",
+    "gopher_quality": "quality.gopher_quality.enabled",
+    "c4_quality": "quality.c4_quality.enabled",
+    "fineweb_quality": "quality.fineweb_quality.enabled",
+    "quality_classifier": "quality.classifier.enabled",
+    "dedup": "dedup.enabled",
+    "pii": "pii.enabled",
+}
+HEURISTICS = ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
+
+
+def _without(*stages: str) -> list[str]:
+    return [f"{OPTIONAL_STAGES[s]}=false" for s in stages]
+
+
+# issue 19's ladder: extraction and language ID only, then heuristics, the classifier, dedup, all
+LADDER: dict[str, tuple[str, list[str]]] = {
+    "extract-lang": ("extract + language ID only", _without(*OPTIONAL_STAGES)),
+    "with-heuristics": ("+ heuristic filters", _without("url_filter", "quality_classifier", "dedup", "pii")),
+    "with-classifier": ("+ quality classifier", _without("url_filter", "dedup", "pii")),
+    "with-dedup": ("+ dedup", _without("url_filter", "pii")),
+    "full": ("the full pipeline", []),
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Variant(Strict):
+    name: str = Field(pattern=NAME)
+    overrides: list[str] = Field(default_factory=list, description="curation overrides, section.field=value")
+    label: str | None = None
+
+
+class TrainSettings(Strict):
+    """The same model, for the same number of tokens (fixed steps x global batch x sequence), per seed."""
+
+    preset: str = "tiny"
+    config: str | None = Field(None, description="trainer YAML on top of the preset", json_schema_extra={"path": "read"})
+    overrides: list[str] = Field(default_factory=list, description="trainer overrides, section.field=value")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="optim.seed of each run")
+
+
+class AblationConfig(Strict):
+    name: str = Field("ablation", pattern=NAME)
+    out_dir: str = Field("runs/ablations", json_schema_extra={"path": "write"})
+    curation_config: str | None = Field(None, description="base curation YAML of every variant", json_schema_extra={"path": "read"})
+    curation_overrides: list[str] = Field(default_factory=list, description="applied to every variant before its own")
+    variants: list[str | Variant] = Field(default_factory=lambda: list(LADDER), min_length=1, description=f"named ({', '.join(LADDER)}) or written out")
+    leave_one_out: bool = Field(False, description="also the full pipeline without each optional stage in turn")
+    train: TrainSettings = TrainSettings()
+
+    @field_validator("variants")
+    @classmethod
+    def _known_names(cls, variants: list[str | Variant]) -> list[str | Variant]:
+        unknown = [v for v in variants if isinstance(v, str) and v not in LADDER]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}: name one of {list(LADDER)} or give name and overrides")
+        return variants
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def resolved_variants(self) -> list[Variant]:
+        out = [Variant(name=v, label=LADDER[v][0], overrides=LADDER[v][1]) if isinstance(v, str) else v for v in self.variants]
+        if self.leave_one_out:
+            out += [Variant(name=f"full-no-{s}", label=f"full without {s}", overrides=_without(s)) for s in OPTIONAL_STAGES]
+        names = [v.name for v in out]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"variant names must be unique, got {names}")
+        return out
+
+    def curation(self, variant: Variant) -> WebCorpusConfig:
+        """The variant's curation run config: the base, then its overrides, living under this ablation."""
+        where = [f"runs_dir={self.root / 'curation'}", f"run_name={variant.name}"]
+        try:
+            cfg = load_config(self.curation_config, [*self.curation_overrides, *variant.overrides, *where])
+        except ConfigError as exc:
+            raise ConfigError(f"variant {variant.name}: {exc}") from None
+        if not cfg.decontaminate.enabled:
+            raise ConfigError(f"variant {variant.name}: decontaminate.enabled=false would train on the evaluation text")
+        return cfg
+
+
+def load_ablation_config(path: str | Path | None) -> AblationConfig:
+    """The ablation from YAML (every field has a default: no file runs the ladder on the bundled corpus)."""
+    tree = {}
+    if path is not None:
+        try:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read ablation config {path}: {exc}") from exc
+    try:
+        cfg = AblationConfig.model_validate(tree)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid ablation config: {fields}") from None
+    for variant in cfg.resolved_variants():  # every variant's run config is checked before any work starts
+        cfg.curation(variant)
+    return cfg
