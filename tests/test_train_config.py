@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from trainer.config import PRESETS, ConfigError, TrainConfig, load_train_config
+from trainer.config import PRESETS, ConfigError, TrainConfig, load_train_config, path_fields
 
 
 def test_importing_the_config_does_not_import_torch():
@@ -108,6 +108,7 @@ def test_path_fields_carry_their_marker_and_no_other_field_does():
 
     schema = TrainConfig.model_json_schema()
     assert marked(schema, schema["$defs"]) == {"data.manifest": "read", "distill.teacher": "read", "out_dir": "write"}
+    assert path_fields() == marked(schema, schema["$defs"])
 
 
 def test_a_frozen_config_refuses_assignment_and_dumps_as_json():
