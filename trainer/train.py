@@ -24,8 +24,10 @@ from trainer.objectives import Objective, make_objective
 from trainer.optim import adamw
 from trainer.parallel import is_sharded, parallelize
 from trainer.plan import datasheet_peak
-from trainer.resolve import manifest_file, resolve, special_ids
+from trainer.resolve import resolve, special_ids
 from trainer.schedule import lr_lambda
+from trainer.storage import is_remote, local_manifest, local_out_dir  # h18: runs on object storage
+from trainer.store_checkpoint import StoreCheckpointer  # h18
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +142,9 @@ def _truncate_metrics(path: Path, start_step: int) -> None:
 def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) per ``cfg``; returns the step metrics this process logged."""
     rank, world, device = init_distributed()
-    train_streams, val_streams, manifest = load_streams(manifest_file(cfg.data.manifest), cfg.data.val_fraction)
+    train_streams, val_streams, manifest = load_streams(local_manifest(cfg.data.manifest), cfg.data.val_fraction)  # h18: a store's shards cached on this node
     cfg = resolve(cfg, manifest)  # from here on the config does not change
-    out = Path(cfg.out_dir)
+    out = local_out_dir(cfg.out_dir, rank)  # h18: on a store, a local mirror for metrics.jsonl and config.json
     o = cfg.optim
     per_rank = o.global_batch // world
     if o.global_batch % world or per_rank % o.micro_batch:
@@ -166,7 +168,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     optimizer = adamw(model, o, fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
     loss_fn = forward_loss(model, cfg, world, device, teacher)
-    ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep)
+    ckpt = Checkpointer(out / "checkpoints", cfg.checkpoint.keep) if not is_remote(cfg.out_dir) else StoreCheckpointer(cfg.out_dir, cfg.checkpoint.keep, out)  # h18
     start_step = 0
     if (latest := ckpt.latest()) is not None:
         start_step = ckpt.load(latest, model, optimizer, scheduler, sampler, rank)
