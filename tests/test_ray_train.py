@@ -80,16 +80,23 @@ def test_a_lost_worker_restarts_the_run_from_its_checkpoint_to_the_same_losses(t
     assert losses(metrics.read_text()) == straight  # steps 5.. logged once, by the restarted group
 
 
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    server, endpoint = start_moto()
+    yield endpoint
+    server.stop()
+
+
 @pytest.fixture
-def s3(tmp_path):
-    """moto's S3 server on loopback with a bucket; yields (server endpoint, s3fs filesystem)."""
+def s3(s3_endpoint, request):
+    """A fresh bucket on moto's S3 server on loopback; yields (endpoint, s3fs filesystem, bucket).
+    (moto keeps its buckets in the process, across servers: a bucket per test.)"""
     import s3fs
 
-    server, endpoint = start_moto()
-    fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint, use_listings_cache=False)
-    fs.mkdir("bucket")
-    yield endpoint, fs
-    server.stop()
+    fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=s3_endpoint, use_listings_cache=False)
+    bucket = "b-" + request.node.name.replace("_", "-")[:50].lower()
+    fs.mkdir(bucket)
+    return s3_endpoint, fs, bucket
 
 
 @pytest.mark.slow
@@ -97,21 +104,21 @@ def test_ray_train_on_s3_survives_a_store_failing_every_fifth_request(tokens, tm
     """Shards read from S3, DCP checkpoints and metrics written there, through a proxy answering
     every fifth request with 503 SlowDown: the run finishes with the local run's losses, and the
     retries are counted in store_stats.json."""
-    endpoint, fs = s3
-    upload_folder(fs, tokens, "bucket/run/tokens")
+    endpoint, fs, bucket = s3
+    upload_folder(fs, tokens, f"{bucket}/run/tokens")
     proxy = FlakyProxy(("127.0.0.1", int(endpoint.rsplit(":", 1)[1])), every=5)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
-        result = subprocess.run(ray_cmd("s3://bucket/run/tokens", "s3://bucket/run/train", "checkpoint.every=4"),
+        result = subprocess.run(ray_cmd(f"s3://{bucket}/run/tokens", f"s3://{bucket}/run/train", "checkpoint.every=4"),
                                 env=env(tmp_path, AWS_ENDPOINT_URL=proxy.url, **CREDENTIALS), capture_output=True, text=True, timeout=600)
     finally:
         proxy.shutdown()
     assert result.returncode == 0, result.stderr[-4000:]
-    assert losses(fs.cat_file("bucket/run/train/metrics.jsonl").decode()) == straight
-    stats = json.loads(fs.cat_file("bucket/run/train/store_stats.json"))
+    assert losses(fs.cat_file(f"{bucket}/run/train/metrics.jsonl").decode()) == straight
+    stats = json.loads(fs.cat_file(f"{bucket}/run/train/store_stats.json"))
     assert proxy.failed > 0 and stats["retried"] > 0, (proxy.failed, stats)
-    assert "testing" not in result.stderr + fs.cat_file("bucket/run/train/config.json").decode()  # no credentials in logs or configs
-    markers = sorted(fs.glob("bucket/run/train/checkpoints/step-*/extra.json"))
+    assert "testing" not in result.stderr + fs.cat_file(f"{bucket}/run/train/config.json").decode()  # no credentials in logs or configs
+    markers = sorted(fs.glob(f"{bucket}/run/train/checkpoints/step-*/extra.json"))
     assert [m.split("/")[-2] for m in markers] == ["step-00000008", "step-00000010"]  # keep=2, each committed by its marker
 
 
@@ -120,9 +127,9 @@ def test_training_killed_on_s3_resumes_to_the_same_losses(tokens, tmp_path, s3, 
     """One process (``python -m trainer``) reading and checkpointing on S3, SIGKILLed between
     checkpoints, then started again: the losses of the uninterrupted run (the trainer's losses do
     not depend on the number of processes: the global batch and its order are the same)."""
-    endpoint, fs = s3
-    upload_folder(fs, tokens, "bucket/run/tokens")
-    cmd = [sys.executable, "-m", "trainer", "--data", "s3://bucket/run/tokens", "--out", "s3://bucket/run/train", "--no-progress",
+    endpoint, fs, bucket = s3
+    upload_folder(fs, tokens, f"{bucket}/run/tokens")
+    cmd = [sys.executable, "-m", "trainer", "--data", f"s3://{bucket}/run/tokens", "--out", f"s3://{bucket}/run/train", "--no-progress",
            *RUN, "checkpoint.every=4"]
     run_env = env(tmp_path, AWS_ENDPOINT_URL=endpoint, OMP_NUM_THREADS="2", **CREDENTIALS)
     proc = subprocess.Popen(cmd, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -130,10 +137,10 @@ def test_training_killed_on_s3_resumes_to_the_same_losses(tokens, tmp_path, s3, 
     wait_for_step(lambda: "".join(p.read_text() for p in mirror.glob("*/metrics.jsonl")), proc, 5)
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    assert sorted(m.split("/")[-2] for m in fs.glob("bucket/run/train/checkpoints/step-*/extra.json")) == ["step-00000004"]
+    assert sorted(m.split("/")[-2] for m in fs.glob(f"{bucket}/run/train/checkpoints/step-*/extra.json")) == ["step-00000004"]
     result = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
-    resumed = losses(fs.cat_file("bucket/run/train/metrics.jsonl").decode())
+    resumed = losses(fs.cat_file(f"{bucket}/run/train/metrics.jsonl").decode())
     assert [s for s, _ in resumed] == list(range(1, 11))
     for (_, a), (_, b) in zip(straight, resumed):  # one process against two: another summation order
         assert b == pytest.approx(a, rel=2e-4)

@@ -76,7 +76,9 @@ def _ray_storage(out_dir: str):
         return str(Path(out_dir, "ray").resolve()), None
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    fs, path = storage.filesystem(out_dir)
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(out_dir, **storage.store_options(out_dir, counted=False))
     return f"{path.rstrip('/')}/ray", PyFileSystem(FSSpecHandler(fs))
 
 

@@ -85,12 +85,13 @@ def _s3_session():
     return _session
 
 
-def store_options(url: str) -> dict:
+def store_options(url: str, counted: bool = True) -> dict:
     """Filesystem options for ``url`` (none for local paths): retries, no listing cache (another
-    process writes the checkpoints this one lists)."""
+    process writes the checkpoints this one lists). ``counted=False`` for a filesystem that is
+    pickled to another process (Ray Train's storage): a botocore session does not unpickle."""
     protocol = str(url).partition("://")[0] if is_remote(url) else "file"
     if protocol in ("s3", "s3a"):
-        return {"session": _s3_session(), "use_listings_cache": False,
+        return {**({"session": _s3_session()} if counted else {}), "use_listings_cache": False,
                 "config_kwargs": {"retries": {"max_attempts": STORE_ATTEMPTS, "mode": "standard"}}}
     return {}
 
