@@ -144,3 +144,27 @@ def test_training_killed_on_s3_resumes_to_the_same_losses(tokens, tmp_path, s3, 
     assert [s for s, _ in resumed] == list(range(1, 11))
     for (_, a), (_, b) in zip(straight, resumed):  # one process against two: another summation order
         assert b == pytest.approx(a, rel=2e-4)
+
+
+def test_a_checkpoint_counts_only_once_its_marker_exists(tmp_path):
+    """On a store without rename the marker, written last, is the commit: a checkpoint whose
+    files are all there but whose marker is not (a kill between them) is not resumed from."""
+    from trainer import storage
+    from trainer.store_checkpoint import StoreCheckpointer
+
+    out = "memory://h18-marker/run"
+    for step, marked in ((4, True), (8, False)):
+        folder = storage.join(out, "checkpoints", f"step-{step:08d}")
+        storage.write_bytes(storage.join(folder, ".metadata"), b"x")
+        if marked:
+            storage.write_bytes(storage.join(folder, "extra.json"), b"{}")
+    assert StoreCheckpointer(out, 2, tmp_path).latest() == storage.join(out, "checkpoints", "step-00000004")
+    assert storage.is_remote("s3://b/x") and not storage.is_remote(tmp_path) and not storage.is_remote("file:///x")
+
+
+def test_the_service_gets_one_command_for_a_ray_train_job():
+    from trainer.ray_train import entrypoint
+
+    cmd = entrypoint("s3://b/run/tokens", "s3://b/train", 4, 8, 1, overrides=["optim.steps=100"])
+    assert cmd == ("python -m trainer.ray_train --data s3://b/run/tokens --storage s3://b/train --workers 4 --cpus-per-worker 8 "
+                   "--gpus-per-worker 1 --max-failures 3 --preset tiny optim.steps=100")

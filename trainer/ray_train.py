@@ -116,6 +116,19 @@ def check_config(cfg: TrainConfig, workers: int) -> None:
         raise ValueError(f"optim.global_batch ({o.global_batch}) must split into {workers} workers x micro-batches of {o.micro_batch}")
 
 
+def entrypoint(data: str, storage_url: str, workers: int, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
+               max_failures: int = 3, preset: str = "tiny", overrides: list[str] | None = None) -> str:
+    """The shell command of a Ray Train run, for the Ray Jobs API (``JobSubmissionClient.submit_job(
+    entrypoint=...)``): the job's driver runs it and stopping the job stops the driver, with it Ray
+    Train's controller and every worker. Nothing here imports Ray or torch."""
+    import shlex
+
+    args = ["python", "-m", "trainer.ray_train", "--data", data, "--storage", storage_url, "--workers", str(workers),
+            "--cpus-per-worker", str(cpus_per_worker), "--gpus-per-worker", str(gpus_per_worker),
+            "--max-failures", str(max_failures), "--preset", preset, *(overrides or [])]
+    return shlex.join(args)
+
+
 def _fail(out_dir: str, exc: BaseException) -> int:
     """The error for the user, and in ``<storage>/error.txt`` for the service to show."""
     print(f"error: {exc}", file=sys.stderr)
