@@ -54,9 +54,10 @@ class TrainConfig(Section):
 
 
 PRESETS: dict[str, dict] = {
-    # CPU: seconds per step on two cores
+    # CPU: seconds per step on two cores. Scoring the reference text costs ~19 of its steps, so it is
+    # off during training here (log.eval_text=[...] turns it on); `python -m trainer.eval` scores a run
     "tiny": {"model": {"d_model": 128, "n_layers": 2, "n_heads": 4, "seq_len": 128}, "parallel": {"mixed_precision": "fp32"},
-             "optim": {"steps": 200, "global_batch": 16, "micro_batch": 8, "lr": 3e-3, "warmup_steps": 20}},
+             "optim": {"steps": 200, "global_batch": 16, "micro_batch": 8, "lr": 3e-3, "warmup_steps": 20}, "log": {"eval_text": []}},
     # GPT-2 small and medium shapes, for GPUs
     "124m": {"model": {"d_model": 768, "n_layers": 12, "n_heads": 12, "seq_len": 1024, "vocab_size": 50304},
              "optim": {"global_batch": 512, "micro_batch": 32, "lr": 6e-4, "warmup_steps": 700, "steps": 19000}, "parallel": {"compile": True}},

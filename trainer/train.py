@@ -26,8 +26,10 @@ from trainer.model import Transformer, lm_loss
 from trainer.objectives import Batch, Objective, make_objective
 from trainer.optim import adamw
 from trainer.parallel import parallelize, prepare_teacher
-from trainer.resolve import manifest_file, resolve, special_ids
+from trainer.resolve import resolve, special_ids
 from trainer.schedule import lr_lambda
+from trainer.storage import is_remote, local_manifest, local_out_dir
+from trainer.store_checkpoint import StoreCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +95,12 @@ class Trainer:
         self.optimizer = adamw(self.model, o, fused=device.type == "cuda" and not cfg.parallel.cpu_offload)  # offloaded state steps on the CPU
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(o))
         self.loss_fn = forward_loss(self.model, cfg, teacher)
-        self.checkpointer = Checkpointer(Path(cfg.out_dir) / "checkpoints", cfg.checkpoint.keep)
+        # on a store, metrics.jsonl and config.json go to a node-local mirror copied up with each checkpoint
+        self.out = local_out_dir(cfg.out_dir, rank)
+        self.checkpointer = (StoreCheckpointer(cfg.out_dir, cfg.checkpoint.keep, self.out) if is_remote(cfg.out_dir)
+                             else Checkpointer(self.out / "checkpoints", cfg.checkpoint.keep))
         # held-out bits per byte per domain on the reference text, at every validation
-        self.eval_text = load_eval_text(cfg.log.eval_text, manifest_file(cfg.data.manifest)) if cfg.log.eval_text else {}
+        self.eval_text = load_eval_text(cfg.log.eval_text, local_manifest(cfg.data.manifest)) if cfg.log.eval_text else {}
 
     def resume(self) -> int:
         """The step the latest complete checkpoint ended (its state loaded), or 0."""
@@ -180,7 +185,7 @@ class Trainer:
         """Train from the latest checkpoint to ``optim.steps`` (or ``stop_after``); the step metrics this process logged."""
         cfg, o, rank = self.cfg, self.cfg.optim, self.rank
         start = self.resume()
-        out = Path(cfg.out_dir)
+        out = self.out
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -217,7 +222,8 @@ class Trainer:
 def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) per ``cfg``, resolved first against its data; returns the step metrics this process logged."""
     rank, world, device = init_distributed()
-    train_streams, val_streams, manifest = load_streams(manifest_file(cfg.data.manifest), cfg.data.val_fraction)
+    # a store's manifest and shards are cached on this node first
+    train_streams, val_streams, manifest = load_streams(local_manifest(cfg.data.manifest), cfg.data.val_fraction)
     cfg = resolve(cfg, manifest)  # from here on the config does not change (it is frozen)
     return Trainer(cfg, manifest, (train_streams, val_streams), rank, world, device).run(progress)
 

@@ -1,0 +1,128 @@
+"""Loopback stand-ins for object storage in tests and benchmarks: moto's S3 server, a proxy in
+front of it that fails a share of requests, and small synthetic token shards."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from tokenizer.shards import write_token_shard
+
+
+def synthetic_tokens(folder: Path, vocab: int = 512, docs: int = 240, seed: int = 0) -> Path:
+    """Two domains of documents drawn from a skewed Markov chain (learnable, unlike uniform noise),
+    as token shards with their manifest.json; returns the folder."""
+    rng = np.random.default_rng(seed)
+    successor = rng.integers(2, vocab, size=(vocab, 4))
+    entries = []
+    for shard in range(3):
+        rows = []
+        for i in range(docs // 3):
+            n = int(rng.integers(40, 400))
+            tokens = np.empty(n, dtype=np.int64)
+            tokens[0] = rng.integers(2, vocab)
+            picks = rng.integers(0, 4, size=n)
+            for t in range(1, n):
+                tokens[t] = successor[tokens[t - 1], picks[t] % 2 if picks[t] < 3 else 3]
+            tokens[-1] = 1  # EOS
+            rows.append((tokens, "general" if i % 3 else "finance", f"doc-{shard}-{i}"))
+        entries.append(write_token_shard(folder / f"shard-{shard:05d}.arrow", rows, np.dtype(np.uint16)))
+    manifest = {"shards": entries, "tokenizer": {"vocab_size": vocab, "eos_id": 1}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def upload_folder(fs, local: Path, remote: str) -> None:
+    for path in sorted(local.iterdir()):
+        fs.put_file(str(path), f"{remote}/{path.name}")
+
+
+class FlakyProxy(http.server.ThreadingHTTPServer):
+    """Forwards HTTP to ``upstream`` (host, port), answering every ``every``-th request with a 503
+    SlowDown itself (the request never reaches the store, as when a front end sheds load)."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: tuple[str, int], every: int):
+        self.upstream, self.every, self.seen, self.failed = upstream, every, 0, 0
+        self._lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    def should_fail(self) -> bool:
+        with self._lock:
+            self.seen += 1
+            fail = self.every > 0 and self.seen % self.every == 0
+            self.failed += fail
+            return fail
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while (size := int(self.rfile.readline().strip().split(b";")[0], 16)) > 0:
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            return b"".join(parts)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _forward(self):
+        body = self._body()
+        if self.server.should_fail():
+            payload = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Content-Type", "application/xml")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length", "connection")}
+        headers["Content-Length"] = str(len(body))
+        conn = http.client.HTTPConnection(*self.server.upstream, timeout=60)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        self.send_response(response.status)
+        for k, v in response.getheaders():
+            if k.lower() not in ("transfer-encoding", "content-length", "connection", "server", "date"):
+                self.send_header(k, v)
+        # a HEAD answer carries the object's length, without its bytes
+        length = response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+        self.send_header("Content-Length", length)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+
+def start_moto():
+    """moto's S3 server on a free loopback port; returns (server, endpoint URL)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
