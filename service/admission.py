@@ -52,3 +52,16 @@ class Admission:
             raise JobError("nproc", f"{cpus:g} processes need {cpus:g} CPUs on one node; the largest node of the cluster has {most_cpus:g}", 422)
         if gpus > most_gpus:
             raise JobError("gpus_per_proc", f"the job needs {gpus:g} GPUs on one node; the largest node of the cluster has {most_gpus:g}", 422)
+
+    def check_workers_fit(self, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> None:
+        """Refuse Ray Train workers that no node can hold, or more of them than the cluster holds at all."""
+        from service.job_configs import JobError
+
+        nodes = self.nodes()
+        if not nodes:
+            return
+        if not any(n.get("CPU", 0) >= cpus_per_worker and n.get("GPU", 0) >= gpus_per_worker for n in nodes):
+            raise JobError("cpus_per_worker", f"no node of the cluster has {cpus_per_worker:g} CPUs and {gpus_per_worker:g} GPUs for one worker", 422)
+        fits = sum(min(n.get("CPU", 0) // cpus_per_worker, n.get("GPU", 0) // gpus_per_worker if gpus_per_worker else float("inf")) for n in nodes)
+        if workers > fits:
+            raise JobError("workers", f"{workers} workers of {cpus_per_worker:g} CPUs / {gpus_per_worker:g} GPUs: the cluster holds {int(fits)}", 422)

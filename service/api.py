@@ -63,6 +63,10 @@ class TrainingJobRequest(BaseModel):
     overrides: list[str] = Field(default_factory=list, max_length=64, description="trainer `section.field=value` overrides")
     nproc: int = Field(1, ge=1, le=64, description="processes (torch.distributed.run) on one node")
     gpus_per_proc: float = Field(0, ge=0, le=1)
+    workers: int | None = Field(None, ge=1, le=1024, description="Ray Train workers over the cluster's nodes (FSDP2 across them, "
+                                "restarted from the last checkpoint when a worker is lost); null: nproc processes on one node")
+    cpus_per_worker: float = Field(1, gt=0, le=1024)
+    gpus_per_worker: float = Field(0, ge=0, le=64)
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainingJobRequest:
@@ -284,7 +288,10 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
             manifest = str(Path(parent.output_dir) / "tokens" / "manifest.json")
         else:
             manifest = confine_read(body.manifest, "manifest", settings.data_roots, PROJECT_ROOT)
-        job = jobs().submit_training(manifest, body.preset, body.overrides, body.nproc, body.gpus_per_proc, parent)
+        if body.workers is not None and (body.nproc != 1 or body.gpus_per_proc):
+            raise ApiError(422, "workers", "give workers (Ray Train over the cluster) or nproc/gpus_per_proc (one node), not both")
+        placement = {"workers": body.workers, "cpus_per_worker": body.cpus_per_worker, "gpus_per_worker": body.gpus_per_worker} if body.workers else None
+        job = jobs().submit_training(manifest, body.preset, body.overrides, body.nproc, body.gpus_per_proc, parent, placement)
         return JobOut.of(job, queue_position=jobs().queue_position(job))
 
     @app.get("/v1/jobs", response_model=list[JobOut])
@@ -304,6 +311,8 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
             steps = job.request["config"]["optim"]["steps"]
             done = metrics[-1]["step"] if metrics else 0
             progress = {"overall_percent": round(100 * done / steps, 1), "step": done, "steps": steps}
+            if job.request.get("placement"):
+                progress["workers"] = run_views.training_workers(Path(job.output_dir))
         if job.state == "succeeded":
             progress["overall_percent"] = 100.0
         return JobOut.of(job, progress, jobs().queue_position(job), reader=reader(request))

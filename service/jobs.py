@@ -60,22 +60,33 @@ class JobService:
         request = {"config": cfg.model_dump(mode="json"), "launch": {"entrypoint": entry, "num_cpus": 0, "num_gpus": 0}}
         return self._enqueue(self.store.create("curation", request, str(cfg.run_dir), job_id=job_id))
 
-    def submit_training(self, manifest: str, preset: str, overrides: list[str], nproc: int, gpus_per_proc: float, parent: Job | None) -> Job:
-        self.admission.check_fits(nproc, nproc * gpus_per_proc)
+    def submit_training(self, manifest: str, preset: str, overrides: list[str], nproc: int, gpus_per_proc: float, parent: Job | None,
+                        placement: dict | None = None) -> Job:
+        """``placement`` (workers, cpus_per_worker, gpus_per_worker): Ray Train over the cluster's
+        nodes; else ``nproc`` processes of ``torch.distributed.run`` on one node."""
+        if placement:
+            self.admission.check_workers_fit(**placement)
+        else:
+            self.admission.check_fits(nproc, nproc * gpus_per_proc)
         job_id = self.store.new_id("training")
         out_dir = self.settings.runs_dir / "train" / job_id
         cfg = confined_training_config(preset, overrides, manifest, out_dir, self.settings)
         config_file = self._job_dir(job_id) / "train.yaml"
         config_file.parent.mkdir(parents=True, exist_ok=True)
         config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
-        launcher = f"-m torch.distributed.run --standalone --nproc_per_node={nproc}" if nproc > 1 else ""
+        python, data, out, conf = (shlex.quote(str(x)) for x in (self.settings.python, manifest, out_dir, config_file))
         # the resolved, confined config is what runs: the overrides are not handed on to be read again
-        entry = " ".join(
-            [shlex.quote(self.settings.python), launcher, "-m trainer --no-progress", f"--preset {shlex.quote(preset)}",
-             f"--config {shlex.quote(str(config_file))}", f"--data {shlex.quote(manifest)}", f"--out {shlex.quote(str(out_dir))}"]
-        )
-        request = {"manifest": manifest, "preset": preset, "overrides": overrides, "nproc": nproc, "config": cfg.model_dump(mode="json"),
-                   "launch": {"entrypoint": entry, "num_cpus": nproc, "num_gpus": nproc * gpus_per_proc}}
+        if placement:
+            entry = (f"{python} -m trainer.ray_train --data {data} --storage {out} --workers {placement['workers']} "
+                     f"--cpus-per-worker {placement['cpus_per_worker']:g} --gpus-per-worker {placement['gpus_per_worker']:g} "
+                     f"--preset {shlex.quote(preset)} --config {conf}")
+            launch = {"entrypoint": entry, "num_cpus": 0, "num_gpus": 0}  # the driver only; Ray Train places the workers
+        else:
+            launcher = f"-m torch.distributed.run --standalone --nproc_per_node={nproc}" if nproc > 1 else ""
+            entry = f"{python} {launcher} -m trainer --no-progress --preset {shlex.quote(preset)} --config {conf} --data {data} --out {out}"
+            launch = {"entrypoint": entry, "num_cpus": nproc, "num_gpus": nproc * gpus_per_proc}
+        request = {"manifest": manifest, "preset": preset, "overrides": overrides, "nproc": nproc, "placement": placement,
+                   "config": cfg.model_dump(mode="json"), "launch": launch}
         job = self.store.create("training", request, str(out_dir), parent_id=parent.id if parent else None, job_id=job_id)
         return self._enqueue(job)
 

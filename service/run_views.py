@@ -108,3 +108,9 @@ def training_metrics(out_dir: Path, max_points: int = 2000) -> list[dict]:
         stride = -(-len(records) // max_points)
         records = records[::stride] + ([records[-1]] if (len(records) - 1) % stride else [])
     return records
+
+
+def training_workers(out_dir: Path) -> list[dict]:
+    """Where each Ray Train worker of a run runs now (rank, node, pid, GPUs, start), as each rewrites it on a (re)start."""
+    workers = [w for path in sorted((Path(out_dir) / "workers").glob("rank-*.json")) if (w := read_json(path))]
+    return sorted(workers, key=lambda w: w.get("rank", 0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -200,6 +201,24 @@ def test_training_job_on_the_curated_shards(service, curated):
     assert any("val_loss" in m for m in metrics["metrics"])
     assert api.call("GET", f"/v1/jobs/{curated['job']['id']}/metrics")[0] == 409
     service["training"] = final
+
+
+@pytest.mark.slow
+def test_a_ray_train_job_over_two_workers_through_the_api(service, curated):
+    """The same trainer under Ray Train: two workers (FSDP2 over gloo), each reporting where it runs."""
+    api = service["api"]
+    body = {"curation_job": curated["job"]["id"], "workers": 2, "cpus_per_worker": 1, "overrides": ["optim.steps=6", "checkpoint.every=3"]}
+    status, answer = api.call("POST", "/v1/jobs/training", {**body, "nproc": 2})
+    assert status == 422 and answer["detail"][0]["field"] == "workers"
+    status, answer = api.call("POST", "/v1/jobs/training", {**body, "workers": 3})  # the head has 2 CPUs
+    assert status == 422 and answer["detail"][0]["field"] == "workers"
+    status, job = api.call("POST", "/v1/jobs/training", body)
+    assert status == 201, job
+    final = api.wait(job["id"], timeout_s=600)
+    assert final["state"] == "succeeded", final["error"]
+    assert [w["rank"] for w in final["progress"]["workers"]] == [0, 1] and all(w["pid"] for w in final["progress"]["workers"])
+    losses = [m["loss"] for m in api.call("GET", f"/v1/jobs/{job['id']}/metrics")[1]["metrics"]]
+    assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
 
 
 @pytest.mark.slow
