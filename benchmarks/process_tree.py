@@ -23,6 +23,11 @@ class TreeMonitor(threading.Thread):
         self.interval_s = interval_s
         self.done = threading.Event()
         self.peak = {"driver": 0, "largest_other": 0, "largest_other_name": "", "tree": 0, "processes": 0}
+        self.cpu_s: dict[int, float] = {}  # user + system seconds per process, as last seen
+
+    def cpu_total(self) -> float:
+        """CPU seconds of the tree (a process's last 0.2 s before it exits can be missed): load hardly changes it."""
+        return sum(self.cpu_s.values())
 
     def sample(self) -> None:
         try:
@@ -33,6 +38,8 @@ class TreeMonitor(threading.Thread):
         for proc in procs:
             try:
                 rss[proc] = proc.memory_info().rss
+                times = proc.cpu_times()
+                self.cpu_s[proc.pid] = max(self.cpu_s.get(proc.pid, 0.0), times.user + times.system)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         peak = self.peak
@@ -65,4 +72,4 @@ def run_monitored(cmd: list[str], env: dict, log: Path, interval_s: float = 0.2)
         returncode = proc.wait()
         monitor.done.set()
         monitor.join()
-    return {"wall_s": time.perf_counter() - start, "returncode": returncode, "peak_rss": monitor.peak, "log": str(log)}
+    return {"wall_s": time.perf_counter() - start, "cpu_s": monitor.cpu_total(), "returncode": returncode, "peak_rss": monitor.peak, "log": str(log)}
