@@ -12,11 +12,12 @@ from datatrove.pipeline.filters import (
     C4QualityFilter,
     FineWebQualityFilter,
     GopherQualityFilter,
-    GopherRepetitionFilter,
 )
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from curation.gopher_repetition import FastGopherRepetitionFilter
 from curation.stage import Stage, Verdict
+from curation.words import shared_word_tokenizer
 
 
 class DatatroveFilterStage(Stage):
@@ -31,13 +32,19 @@ class DatatroveFilterStage(Stage):
 
 
 QUALITY_FILTERS: dict[str, type[BaseFilter]] = {
-    "gopher_repetition": GopherRepetitionFilter,
+    "gopher_repetition": FastGopherRepetitionFilter,  # datatrove's decisions, faster (curation.gopher_repetition)
     "gopher_quality": GopherQualityFilter,
     "c4_quality": C4QualityFilter,
     "fineweb_quality": FineWebQualityFilter,
 }
 
 
+# the filters that split words: given one tokenizer, they split each document once (curation.words)
+WORD_SPLITTING = ("gopher_repetition", "gopher_quality", "fineweb_quality")
+
+
 def quality_stage(name: str, **params) -> DatatroveFilterStage:
     """Build the named quality stage; ``params`` are the datatrove filter's own arguments."""
+    if name in WORD_SPLITTING and "language" not in params:
+        params["language"] = shared_word_tokenizer("en")
     return DatatroveFilterStage(name, QUALITY_FILTERS[name](**params))

@@ -95,12 +95,21 @@ class TextMeasure:
 
     def __call__(self, doc: Document) -> tuple[int, int]:
         raw = doc.metadata.get(RAW_KEY)
-        if raw is not None:  # not decoded yet: measure the record as it arrived
-            return len(raw), self._tokens(raw.decode("utf-8", errors="replace"))
         cached = doc.metadata.get(MEASURE_KEY)
+        if raw is not None:  # not decoded yet: measure the record as it arrived
+            if cached is None or cached[0] is not raw:
+                as_text = raw.decode("utf-8", errors="replace")
+                cached = doc.metadata[MEASURE_KEY] = (raw, (len(raw), self._tokens(as_text)), as_text)
+            return cached[1]
         if cached is not None and cached[0] is doc.text:
             return cached[1]
-        size = (len(doc.text.encode("utf-8", errors="surrogatepass")), self._tokens(doc.text))
+        tokens = None
+        if cached is not None and len(cached) == 3 and cached[2] == doc.text:
+            # decoding as UTF-8 gave the text the record was counted as (most pages): the same tokens,
+            # so the page is not encoded a second time (equality is a memcmp; encoding is not)
+            tokens = cached[1][1]
+        text_bytes = len(doc.text.encode("utf-8", errors="surrogatepass"))
+        size = (text_bytes, self._tokens(doc.text) if tokens is None else tokens)
         doc.metadata[MEASURE_KEY] = (doc.text, size)
         return size
 

@@ -42,7 +42,7 @@ def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
         if not paths:
             kind = "folder" if source.format == "html" else "file"
             raise ConfigError(f"sources.{i}.paths: no {kind} matches {source.paths} (source {source.name!r})")
-        options = {"text_field": source.text_field, "url_field": source.url_field, "id_field": source.id_field}
+        options = {"text_field": source.text_field, "url_field": source.url_field, "id_field": source.id_field, "warc_reader": cfg.read.warc_reader}
         for j, path in enumerate(dict.fromkeys(paths)):
             file = InputFile(path, source.name, source.domain or UNTAGGED, source.format, source.content_type, options, roots)
             shards.append(Shard(f"{source.name}-{j:05d}", file))

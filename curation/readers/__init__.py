@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterator
 from datatrove.data import Document
 
 from curation.readers.base import InputFile
+from curation.readers.fastwarc_reader import read_warc_fastwarc
 from curation.readers.html_folder import read_html_folder
 from curation.readers.jsonl import read_jsonl
 from curation.readers.parquet import read_parquet
@@ -19,6 +20,8 @@ READERS: dict[str, Callable[[InputFile], Iterator[Document]]] = {
 
 
 def read_file(file: InputFile) -> Iterator[Document]:
+    if file.format == "warc" and file.options.get("warc_reader") == "fastwarc":
+        return read_warc_fastwarc(file)
     return READERS[file.format](file)
 
 
