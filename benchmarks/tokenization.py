@@ -39,8 +39,8 @@ def documents(mb: float) -> list[str]:
 def run_ours(docs: list[str], model: bytes, work: Path, cpus: int) -> tuple[float, int]:
     import ray
 
-    from curation.document import new_document
-    from curation.shards import document_writer
+    from curation.core.document import new_document
+    from curation.writers.shards import document_writer
     from pipelines.config import WebCorpusConfig
     from pipelines.mix import encode_shard
     from pipelines.ray_runtime import run_tasks

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from curation.document import UNTAGGED
+from curation.core.document import UNTAGGED
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample_corpus"
@@ -74,7 +74,7 @@ class URLFilterConfig(Strict):
 
 
 def _check_model(path: str) -> str:
-    from curation.classifier import check_model_file
+    from curation.filters.classifier import check_model_file
 
     check_model_file(path)
     return path
@@ -107,7 +107,7 @@ class DomainClassifierConfig(Strict):
         return _check_model(path)
 
     def labels(self) -> list[str]:
-        from curation.classifier import check_model_file
+        from curation.filters.classifier import check_model_file
 
         return check_model_file(self.model_path)["labels"]
 
@@ -228,7 +228,7 @@ class DedupConfig(Strict):
             candidate = max(0.05, round(self.threshold - 0.15, 4)) if self.verify else self.threshold
             object.__setattr__(self, "candidate_threshold", candidate)
         if self.bands is None:
-            from curation.minhash import lsh_bands
+            from curation.dedup.minhash import lsh_bands
 
             bands, rows = lsh_bands(self.candidate_threshold, self.num_perm)
             object.__setattr__(self, "bands", bands)

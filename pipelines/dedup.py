@@ -27,23 +27,14 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from curation.dedup import (
-    DuplicateRemoval,
-    both_directions,
-    bucket_edges,
-    choose_survivors,
-    signature_agreement,
-    edge_fingerprint,
-    exact_key,
-    large_star,
-    orient_for_small_star,
-    small_star,
-)
-from curation.document import stable_hash
-from curation.minhash import MinHasher, band_keys
-from curation.shards import document_writer, read_documents, rejected_writer
-from curation.stage import TextMeasure, run_stage
-from curation.stats import StageStats
+from curation.core.document import stable_hash
+from curation.core.stage import TextMeasure, run_stage
+from curation.core.stats import StageStats
+from curation.dedup.components import both_directions, bucket_edges, signature_agreement, edge_fingerprint, large_star, orient_for_small_star, small_star
+from curation.dedup.minhash import MinHasher, band_keys
+from curation.dedup.removal import DuplicateRemoval
+from curation.dedup.survivors import choose_survivors, exact_key
+from curation.writers.shards import document_writer, read_documents, rejected_writer
 from pipelines.config import ConfigError, DedupConfig, WebCorpusConfig
 from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks

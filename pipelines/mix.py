@@ -1,7 +1,7 @@
 """Mixing the curated documents in tokens and writing the token shards, on Ray.
 
     encode   per curated shard: every document encoded once, staged as an Arrow IPC token file
-    plan     driver: per-domain repeats from the token counts (curation.mixing), 16 bytes/document
+    plan     driver: per-domain repeats from the token counts (curation.mixing.plan), 16 bytes/document
     shuffle  driver: the selected (document, repeat) entries ordered by a seeded hash, cut into shards
     write    per output shard: documents gathered from the memory-mapped staging files, EOS appended
     reject   per curated shard: documents the mix left out go to rejected/mix/ with their reason
@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.document import stable_hash
-from curation.mixing import mixture_total, plan_domain
-from curation.shards import read_documents, rejected_writer
-from curation.stats import StageStats
+from curation.core.document import stable_hash
+from curation.core.stats import StageStats
+from curation.mixing.plan import mixture_total, plan_domain
+from curation.writers.shards import read_documents, rejected_writer
 from pipelines.config import WebCorpusConfig
 from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks

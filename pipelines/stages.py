@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from curation.classifier import DomainClassifier, QualityClassifier
-from curation.decode import DecodeStage
-from curation.extract import TextExtraction
-from curation.language import LanguageID
-from curation.pii import PIIRedaction
-from curation.quality import QUALITY_FILTERS, quality_stage
-from curation.stage import Stage
-from curation.url_filter import URLFilterStage
+from curation.core.stage import Stage
+from curation.extraction.decode import DecodeStage
+from curation.extraction.extract import TextExtraction
+from curation.filters.classifier import DomainClassifier, QualityClassifier
+from curation.filters.language import LanguageID
+from curation.filters.pii import PIIRedaction
+from curation.filters.quality import QUALITY_FILTERS, quality_stage
+from curation.filters.url_filter import URLFilterStage
 from pipelines.config import WebCorpusConfig
 
 

@@ -14,11 +14,11 @@ from contextlib import ExitStack
 
 from datatrove.data import Document
 
-from curation.document import stable_hash
+from curation.core.document import stable_hash
+from curation.core.stage import Stage, TextMeasure, run_stage
+from curation.core.stats import StageStats
 from curation.readers import read_file
-from curation.shards import document_writer, rejected_writer
-from curation.stage import Stage, TextMeasure, run_stage
-from curation.stats import StageStats
+from curation.writers.shards import document_writer, rejected_writer
 from pipelines.config import WebCorpusConfig
 from pipelines.inputs import Shard
 from pipelines.run_dir import RunDir, atomic_write_json

@@ -6,11 +6,11 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from curation.classifier import DomainClassifier, FastTextModel, QualityClassifier, check_model_file
-from curation.document import UNTAGGED, new_document
-from curation.stage import TextMeasure, run_stage
-from curation.stats import StageStats
-from curation.train_classifier import DEFAULT_DATA, fasttext_cli, read_rows, train
+from curation.core.document import UNTAGGED, new_document
+from curation.core.stage import TextMeasure, run_stage
+from curation.core.stats import StageStats
+from curation.filters.classifier import DomainClassifier, FastTextModel, QualityClassifier, check_model_file
+from curation.training.classifiers import DEFAULT_DATA, fasttext_cli, read_rows, train
 from tests.conftest import ROOT
 
 MODELS = ROOT / "data" / "classifiers"

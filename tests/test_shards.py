@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from curation.mixing import mixture_total, plan_domain
-from curation.shards import read_documents
+from curation.mixing.plan import mixture_total, plan_domain
+from curation.writers.shards import read_documents
 from pipelines.config import ConfigError, load_config
 from tests.conftest import CORPUS
 from tokenizer.model import Tokenizer

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
 
-from curation.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, documents_to_table, rejected_to_table, table_to_documents
+from curation.core.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, documents_to_table, rejected_to_table, table_to_documents
 
 
 class ShardWriter:

@@ -13,7 +13,7 @@ from datatrove.data import Document
 from datatrove.pipeline.extractors.base import ExtractorSandbox
 from datatrove.pipeline.extractors.trafilatura import Trafilatura
 
-from curation.stage import Stage, Verdict
+from curation.core.stage import Stage, Verdict
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""fastText text classifiers trained by ``curation.train_classifier``, and the stages that use them.
+"""fastText text classifiers trained by ``curation.training.classifiers``, and the stages that use them.
 
 ``quality_classifier`` scores every document with P(high quality) (DCLM's recipe: a fastText
 model separating reference prose from boilerplate and link lists), writes the score to
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from curation.document import UNTAGGED, stable_hash
-from curation.stage import ShardStage, Stage, Verdict
+from curation.core.document import UNTAGGED, stable_hash
+from curation.core.stage import ShardStage, Stage, Verdict
 
 LABEL_PREFIX = "__label__"
 FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # the first 4 bytes of every .bin/.ftz model
@@ -59,7 +59,7 @@ def check_model_file(path: str | Path) -> dict:
             raise ValueError(f"{path} is not a fastText model")
     card = card_path(path)
     if not card.is_file():
-        raise ValueError(f"no model card {card.name} beside {path} (python -m curation.train_classifier writes both)")
+        raise ValueError(f"no model card {card.name} beside {path} (python -m curation.training.classifiers writes both)")
     return json.loads(card.read_text())
 
 

@@ -16,7 +16,7 @@ from datatrove.pipeline.filters import (
 )
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from curation.stage import Stage, Verdict
+from curation.core.stage import Stage, Verdict
 
 
 class DatatroveFilterStage(Stage):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from datatrove.data import Document
 
-from curation.stats import StageStats
+from curation.core.stats import StageStats
 
 logger = logging.getLogger(__name__)
 
