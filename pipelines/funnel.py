@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from curation.core.stats import Counts, StageStats
+from tokenizer.manifest import Manifest
+from tokenizer.retention import Retention
 
 
 def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) -> list[StageStats]:
@@ -19,7 +21,7 @@ def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def retention(stages: list[StageStats], manifest: dict | None = None) -> dict:
+def retention(stages: list[StageStats], manifest: Manifest | None = None) -> Retention:
     """What survives every stage, against what came in and against the extracted text.
 
     ``tokens_vs_extracted`` is the headline figure: tokens kept over the tokens of the text that
@@ -45,23 +47,18 @@ def retention(stages: list[StageStats], manifest: dict | None = None) -> dict:
             "docs": _ratio(d_kept.docs, d_in.docs),
             "tokens_vs_extracted": _ratio(d_kept.tokens, d_extracted.tokens),
         }
-    shards = {}
-    if manifest is not None:
+    return Retention(
+        docs=_ratio(last.out.docs, first.in_.docs),
+        bytes_vs_raw=_ratio(last.out.bytes, first.in_.bytes),
+        tokens_vs_raw=_ratio(last.out.tokens, first.in_.tokens),
+        tokens_vs_extracted=_ratio(last.out.tokens, extracted.tokens),
+        tokens_extracted=extracted.tokens,
+        tokens_kept=last.out.tokens,
+        per_domain=per_domain,
         # the headline: tokens in the shards (EOS included) over tokens of the extracted text
-        shards = {
-            "tokens_in_shards": manifest["tokens"],
-            "shard_tokens_vs_extracted": _ratio(manifest["tokens"], extracted.tokens),
-        }
-    return {
-        **shards,
-        "docs": _ratio(last.out.docs, first.in_.docs),
-        "bytes_vs_raw": _ratio(last.out.bytes, first.in_.bytes),
-        "tokens_vs_raw": _ratio(last.out.tokens, first.in_.tokens),
-        "tokens_vs_extracted": _ratio(last.out.tokens, extracted.tokens),
-        "tokens_extracted": extracted.tokens,
-        "tokens_kept": last.out.tokens,
-        "per_domain": per_domain,
-    }
+        tokens_in_shards=manifest.tokens if manifest is not None else None,
+        shard_tokens_vs_extracted=_ratio(manifest.tokens, extracted.tokens) if manifest is not None else None,
+    )
 
 
 def domain_assignment(stages: list[StageStats]) -> dict | None:

@@ -20,9 +20,11 @@ import sys
 from pathlib import Path
 
 HASHED_FOLDERS = ("rejected", "filtered", "deduped", "dedup/index", "tokenizer", "tokens")
-# Keys that measure time (they differ between two runs of the same code), name the run, or say how
-# the machine cut the work (dedup's partitions default to one per CPU; the result does not depend on them).
-VOLATILE_KEYS = {"wall_time_s", "shard_time_s", "run", "partitions"}
+# Keys that measure time (they differ between two runs of the same code), name the run, say how
+# the machine cut the work (dedup's partitions default to one per CPU; the result does not depend
+# on them), or hash the resolved config (``config_fingerprint``: the default source and model paths
+# are absolute, so it changes with where the repository is checked out).
+VOLATILE_KEYS = {"wall_time_s", "shard_time_s", "run", "partitions", "config_fingerprint"}
 
 
 def _without(value, keys: set[str]):

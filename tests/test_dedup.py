@@ -12,7 +12,7 @@ import pytest
 from curation.dedup.minhash import MinHasher, shingles
 from curation.dedup.survivors import EXACT_REASON, FUZZY_REASON, choose_survivors
 from curation.writers.shards import read_documents
-from pipelines.config import load_config
+from pipelines.config_loading import load_config
 from pipelines.dedup import run_dedup
 from pipelines.inputs import list_shards
 from pipelines.web_corpus import run_web_corpus

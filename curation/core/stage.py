@@ -64,6 +64,10 @@ class Stage(ABC):
     def apply(self, doc: Document) -> Verdict:
         """Keep (True) or reject (False, or (False, reason)) one document; may rewrite it."""
 
+    def copies(self, doc: Document) -> int:
+        """How many times a kept document goes on: 1, except where mixing repeats a domain's documents."""
+        return 1
+
 
 class ShardStage(Stage):
     """A stage whose verdicts depend on the whole shard (e.g. keep the top fraction by score).
@@ -163,7 +167,7 @@ def run_stage(
             counters.clear()
         if keep:
             size_out = measure(doc)
-            stats.record_kept(domain, size_in, size_out)
+            stats.record_kept(domain, size_in, size_out, stage.copies(doc))
             if doc.metadata["domain"] != domain:
                 stats.record_reassigned(domain, doc.metadata["domain"], size_out)
             yield doc
@@ -172,3 +176,16 @@ def run_stage(
             doc.metadata["domain"] = domain
             stats.record_rejected(domain, reason, size_in)
             reject(doc, reason, doc.metadata.get(RAW_KEY))
+
+
+def run_stages(
+    stages: list[Stage],
+    docs: Iterable[Document],
+    stats: dict[str, StageStats],
+    measure: TextMeasure,
+    reject: Callable[[str, Document, str, bytes | None], None],
+) -> Iterator[Document]:
+    """``docs`` streamed through every stage in turn; ``reject`` also receives the stage's name."""
+    for stage in stages:
+        docs = run_stage(stage, docs, stats[stage.name], measure, lambda d, r, raw, s=stage.name: reject(s, d, r, raw))
+    return docs
