@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from curation.core.stats import Counts, StageStats
+from pipelines.stages import DOMAIN_CLASSIFIER, EXTRACT, PII
 from tokenizer.manifest import Manifest
 from tokenizer.retention import Retention
 
@@ -28,7 +29,7 @@ def retention(stages: list[StageStats], manifest: Manifest | None = None) -> Ret
     extraction produced (the raw extracted input), both counted with the run's tokenizer.
     """
     first, last = stages[0].total(), stages[-1].total()
-    extract = next((s for s in stages if s.name == "extract"), None)
+    extract = next((s for s in stages if s.name == EXTRACT), None)
     extracted = extract.total().out if extract else first.in_
     per_domain = {}
     # untagged documents enter under "untagged" and leave under the domain the classifier gave them
@@ -63,7 +64,7 @@ def retention(stages: list[StageStats], manifest: Manifest | None = None) -> Ret
 
 def domain_assignment(stages: list[StageStats]) -> dict | None:
     """Per domain, what left the domain classifier with a tag from its source and what it classified."""
-    stage = next((s for s in stages if s.name == "domain_classifier"), None)
+    stage = next((s for s in stages if s.name == DOMAIN_CLASSIFIER), None)
     if stage is None:
         return None
     out: dict[str, dict] = {}
@@ -102,7 +103,7 @@ def render_table(stats: dict) -> str:
         )
     for stage in stats["stages"]:
         counters = StageStats.from_dict(stage).total().counters
-        if stage["name"] == "pii":
+        if stage["name"] == PII:
             lines.append("pii redactions: " + (", ".join(f"{k.removeprefix('pii:')} {v}" for k, v in sorted(counters.items())) or "none"))
     assignment = stats.get("domain_assignment")
     if assignment:

@@ -13,6 +13,7 @@ from the start of the phase, which gives the same bytes.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -74,7 +75,7 @@ def _write_shards(cfg: WebCorpusConfig, run: RunDir, tokenizer: Tokenizer, names
     for group, entries in sorted(groups.items()):
         sizes = [int(summaries[s].tokens[r]) + 1 for s, r, _ in entries]
         for i, cut in enumerate(cut_into_shards([(names[s], r) for s, r, _ in entries], sizes, cfg.shards.shard_tokens)):
-            files.append(f"{group}/shard-{i:05d}.arrow" if group else f"shard-{i:05d}.arrow")
+            files.append(run.token_shard_name(group, i))
             sources = {name: staged[name] for name, _ in cut}
             calls.append((run.token_shard(files[-1]), sources, cut, tokenizer.eos_id, dtype.name))
     written = run_tasks(write_gathered_shard, calls, MIX.step("write shards"), progress)
@@ -104,7 +105,8 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
         stats.merge(StageStats.from_dict(shard_stats))
     shutil.rmtree(run.token_staging)
     stats.wall_time_s = time.perf_counter() - start  # the phase's, not only the accounting's
-    entry = TokenizerEntry(tokenizer.sha256, tokenizer.vocab_size, tokenizer.eos_id, "../tokenizer/spm.model", tokenizer.special)
+    model = Path(os.path.relpath(run.tokenizer_model, run.tokens)).as_posix()  # the manifest's paths are relative to it
+    entry = TokenizerEntry(tokenizer.sha256, tokenizer.vocab_size, tokenizer.eos_id, model, tokenizer.special)
     figures = {d: mixture.figures(d) for d in cfg.mix.targets}
     manifest = Manifest.of_shards(written, entry, token_dtype(tokenizer.vocab_size), cfg.shards.per_domain, figures)
     atomic_write_json(stats_path, stats.to_dict())

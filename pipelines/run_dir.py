@@ -80,6 +80,11 @@ class RunDir:
     def token_shard(self, name: str) -> Path:
         return self.tokens / name
 
+    @staticmethod
+    def token_shard_name(group: str, i: int) -> str:
+        """A token shard's path under ``tokens/``, as the manifest lists it (a folder per domain if asked)."""
+        return f"{group}/shard-{i:05d}.arrow" if group else f"shard-{i:05d}.arrow"
+
     def prepare(self, cfg: WebCorpusConfig, overwrite: bool = False) -> None:
         """Create the run dir, or check that an existing one was made by the same config.
 

@@ -47,6 +47,9 @@ PHASES = (TOKENIZER, CURATE, DEDUP, MIX)
 # phases that write one funnel per input shard, ``stats/<phase>/<shard>.json``
 SHARD_PHASES = (CURATE, DEDUP)
 
+# The stages whose figures the funnel reads by name (extracted tokens, domain assignment, PII counts)
+EXTRACT, DOMAIN_CLASSIFIER, PII = "extract", "domain_classifier", "pii"
+
 # A per-document stage as a Ray task receives it: its name and the parameters that build it.
 StagePlan = list[tuple[str, dict]]
 
@@ -87,12 +90,12 @@ def _quality_classifier(cfg: WebCorpusConfig) -> dict:
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("read", CURATE, lambda cfg: True, lambda cfg: {"max_document_bytes": cfg.read.max_document_bytes}, DecodeStage),
     StageSpec("url_filter", CURATE, _enabled("url_filter"), _section("url_filter"), URLFilterStage),
-    StageSpec("extract", CURATE, lambda cfg: True, _section("extract", frozenset()), TextExtraction),
+    StageSpec(EXTRACT, CURATE, lambda cfg: True, _section("extract", frozenset()), TextExtraction),
     StageSpec("language", CURATE, _enabled("language"), _section("language"), LanguageID),
     *(StageSpec(n, CURATE, _enabled(f"quality.{n}"), _section(f"quality.{n}"), functools.partial(quality_stage, n)) for n in QUALITY_FILTERS),
     StageSpec("quality_classifier", CURATE, _enabled("quality.classifier"), _quality_classifier, QualityClassifier),
-    StageSpec("domain_classifier", CURATE, _enabled("domain_classifier"), _section("domain_classifier"), DomainClassifier),
-    StageSpec("pii", CURATE, _enabled("pii"), _section("pii"), PIIRedaction),
+    StageSpec(DOMAIN_CLASSIFIER, CURATE, _enabled("domain_classifier"), _section("domain_classifier"), DomainClassifier),
+    StageSpec(PII, CURATE, _enabled("pii"), _section("pii"), PIIRedaction),
     StageSpec("dedup", DEDUP, _enabled("dedup")),
     StageSpec("mix", MIX, _enabled("shards")),
 )
