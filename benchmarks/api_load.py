@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine  # noqa: E402
 from service import local_ray  # noqa: E402
-from tests.service_process import ApiProcess  # noqa: E402
+from service.local_api import ApiProcess  # noqa: E402
 
 
 def hammer(port: int, paths: list[str], until: float, out: dict[str, list[float]], lock: threading.Lock) -> None:

@@ -12,7 +12,7 @@ trainer of its own and nothing may be downloaded) and ``DocumentTokenizer``. Eve
 processes. Two datatrove defaults are changed to match ours: the extractor's cross-document
 deduplication is off (its output would depend on which pages came first) and its timeout is ours.
 Our URL filter and language model are datatrove's ``URLFilter`` and ``LanguageFilter`` configured
-offline (``curation.url_filter``, ``curation.language``), so both sides use the same lists and model.
+offline (``curation.filters.url_filter``, ``curation.filters.language``), so both sides use the same lists and model.
 
 Writes ``<work>/summary.json``: wall time per step and datatrove's merged stats per step.
 """
@@ -34,8 +34,8 @@ def _filter_steps(cfg, files_dir: str, out: Path) -> list:
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import JsonlWriter
 
-    from curation.language import LanguageID
-    from curation.url_filter import URLFilterStage
+    from curation.filters.language import LanguageID
+    from curation.filters.url_filter import URLFilterStage
 
     q = cfg.quality
     params = {name: getattr(q, name).model_dump(exclude={"enabled"}) for name in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")}

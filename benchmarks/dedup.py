@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import corpus_texts, machine, versions
-from curation.dedup import signature_agreement
-from curation.minhash import MinHasher, band_keys, lsh_bands, shingles
+from curation.dedup.components import signature_agreement
+from curation.dedup.minhash import MinHasher, band_keys, lsh_bands, shingles
 
 
 def jaccard(a: str, b: str) -> float:
@@ -145,13 +145,13 @@ def scaled_corpus(texts: list[str], n: int, seed: int = 0) -> list[str]:
 def run_ours(docs: list[str], workdir: Path, cpus: int) -> tuple[float, float, int]:
     import ray
 
-    from curation.document import new_document
-    from curation.shards import document_writer
+    from curation.core.document import new_document
+    from curation.readers import InputFile
+    from curation.writers.shards import document_writer
     from pipelines.config import WebCorpusConfig
     from pipelines.dedup import run_dedup
     from pipelines.inputs import Shard
     from pipelines.run_dir import RunDir
-    from curation.readers import InputFile
     from tokenizer.train import SentencePieceSettings, train_sentencepiece
 
     cfg = WebCorpusConfig(runs_dir=str(workdir), run_name="ours")

@@ -172,7 +172,7 @@ def repeated_sources(cfg, copies: int, folder: Path) -> list[dict]:
 def measure(copies: int, work: Path, base_config=None, overrides: list[str] | None = None, report: Path | None = None,
             interval_s: float = 0.2) -> dict:
     """Run the pipeline over ``copies`` copies of the config's inputs under ``work``; return its memory."""
-    from pipelines.config import load_config
+    from pipelines.config_loading import load_config
     from pipelines.web_corpus import run_web_corpus
 
     base = base_config or load_config()

@@ -39,8 +39,8 @@ def documents(mb: float) -> list[str]:
 def run_ours(docs: list[str], model: bytes, work: Path, cpus: int) -> tuple[float, int]:
     import ray
 
-    from curation.document import new_document
-    from curation.shards import document_writer
+    from curation.core.document import new_document
+    from curation.writers.shards import document_writer
     from pipelines.config import WebCorpusConfig
     from pipelines.mix import encode_shard
     from pipelines.ray_runtime import run_tasks
@@ -60,12 +60,13 @@ def run_ours(docs: list[str], model: bytes, work: Path, cpus: int) -> tuple[floa
         writer.commit()
         names.append(name)
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
-    run_tasks(encode_shard, [(cfg, n) for n in names[:cpus]], "warm-up", progress=False)  # start every worker
+    calls = [(run.tokenizer_model, run.deduped(n), run.staged_tokens(n), cfg.mix.seed) for n in names]
+    run_tasks(encode_shard, calls[:cpus], "warm-up", progress=False)  # start every worker
     start = time.perf_counter()
-    results = run_tasks(encode_shard, [(cfg, n) for n in names], "encode", progress=False)
+    results = run_tasks(encode_shard, calls, "encode", progress=False)
     took = time.perf_counter() - start
     ray.shutdown()
-    return took, int(sum(r["tokens"].sum() for r in results))
+    return took, int(sum(r.tokens.sum() for r in results))
 
 
 def run_sentencepiece(docs: list[str], model_path: Path, cpus: int) -> tuple[float, int]:

@@ -1,4 +1,4 @@
-"""The typed configuration of a curation run: YAML in, CLI overrides on top, clear errors out.
+"""The typed configuration of a curation run (``pipelines.config_loading`` reads it from YAML and overrides).
 
 Every knob has a name and a default here; the defaults run on the bundled sample corpus and
 follow FineWeb's published pipeline (English, lid score 0.65, Gopher/C4/FineWeb filters with
@@ -11,13 +11,12 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from curation.document import UNTAGGED
-from pipelines.decontaminate_config import DecontaminateConfig  # issue 19: the decontaminate section
+from curation.core.document import UNTAGGED
+from pipelines.decontaminate_config import DecontaminateConfig  # the decontaminate section
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample_corpus"
@@ -105,7 +104,7 @@ class URLFilterConfig(Strict):
 def _check_model(path: str, info: ValidationInfo) -> str:
     _no_nul(path)
     if _checking_files(info):
-        from curation.classifier import check_model_file
+        from curation.filters.classifier import check_model_file
 
         check_model_file(path)
     return path
@@ -138,7 +137,7 @@ class DomainClassifierConfig(Strict):
         return _check_model(path, info)
 
     def labels(self) -> list[str]:
-        from curation.classifier import check_model_file
+        from curation.filters.classifier import check_model_file
 
         return check_model_file(self.model_path)["labels"]
 
@@ -267,7 +266,7 @@ class DedupConfig(Strict):
             candidate = max(0.05, round(self.threshold - 0.15, 4)) if self.verify else self.threshold
             object.__setattr__(self, "candidate_threshold", candidate)
         if self.bands is None:
-            from curation.minhash import lsh_bands
+            from curation.dedup.minhash import lsh_bands
 
             bands, rows = lsh_bands(self.candidate_threshold, self.num_perm)
             object.__setattr__(self, "bands", bands)
@@ -388,70 +387,3 @@ class WebCorpusConfig(Strict):
         """Hash of everything that shapes the output (not where the run lives or which Ray runs it)."""
         shaping = self.model_dump(mode="json", exclude={"runs_dir": True, "run_name": True, "ray": True, "data_roots": True, "dedup": {"partitions"}})
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _format_validation_error(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
-    return "invalid configuration:\n" + "\n".join(lines)
-
-
-def _set_path(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def parse_overrides(overrides: list[str]) -> dict:
-    """``["quality.gopher_quality.min_doc_words=80", "language.languages=[en, de]"]`` → a nested dict.
-
-    Values are read as YAML, so numbers, booleans, lists and ``null`` work as expected.
-    """
-    tree: dict = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form section.field=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
-        _set_path(tree, key.strip(), value)
-    return tree
-
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> WebCorpusConfig:
-    """Build the run config from an optional YAML file and ``section.field=value`` overrides."""
-    tree: dict = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
-        tree = loaded or {}
-    tree = _deep_merge(tree, parse_overrides(overrides or []))
-    try:
-        return WebCorpusConfig.model_validate(tree, context=CHECK_FILES)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc)) from None

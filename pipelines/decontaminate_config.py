@@ -17,10 +17,10 @@ def _bundled_eval_text() -> list[str]:
 class DecontaminateConfig(BaseModel):
     """Remove documents sharing a word n-gram with the evaluation text (GPT-3's and datatrove's 13)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     enabled: bool = True
-    ngram: int = Field(13, ge=1, description="word n-gram length; shorter matches everyday phrases")
+    ngram: int = Field(13, ge=1, le=1000, description="word n-gram length; shorter matches everyday phrases")
     eval_paths: list[str] = Field(
         default_factory=_bundled_eval_text,
         description="JSON-lines files with a `text` field; each file's name (without extensions) names its evaluation set",
@@ -30,7 +30,7 @@ class DecontaminateConfig(BaseModel):
     @field_validator("eval_paths")
     @classmethod
     def _readable_and_distinct(cls, paths: list[str]) -> list[str]:
-        from curation.decontamination import eval_set_name
+        from curation.filters.decontamination import eval_set_name
 
         missing = [p for p in paths if "://" not in p and not Path(p).is_file()]
         if missing:

@@ -7,8 +7,8 @@ import logging
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.extract_memo import Remembered, RememberingExtraction
-from curation.stage import Stage
+from curation.extraction.extract_memo import Remembered, RememberingExtraction
+from curation.core.stage import Stage
 from pipelines.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ def cache_path(run: RunDir, shard: str):
 
 
 def remembering(stages: list[Stage], known: Remembered | None = None, record: bool = False) -> tuple[list[Stage], RememberingExtraction]:
-    """``stages`` with the extract stage wrapped (see ``curation.extract_memo``)."""
+    """``stages`` with the extract stage wrapped (see ``curation.extraction.extract_memo``)."""
     i = next(i for i, s in enumerate(stages) if s.name == "extract")
     wrapper = RememberingExtraction(stages[i], known, record)
     return [*stages[:i], wrapper, *stages[i + 1 :]], wrapper

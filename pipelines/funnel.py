@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from curation.stats import Counts, StageStats
+from curation.core.stats import Counts, StageStats
+from pipelines.stages import DOMAIN_CLASSIFIER, EXTRACT, PII
+from tokenizer.manifest import Manifest
+from tokenizer.retention import Retention
 
 
 def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) -> list[StageStats]:
@@ -19,14 +22,14 @@ def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def retention(stages: list[StageStats], manifest: dict | None = None) -> dict:
+def retention(stages: list[StageStats], manifest: Manifest | None = None) -> Retention:
     """What survives every stage, against what came in and against the extracted text.
 
     ``tokens_vs_extracted`` is the headline figure: tokens kept over the tokens of the text that
     extraction produced (the raw extracted input), both counted with the run's tokenizer.
     """
     first, last = stages[0].total(), stages[-1].total()
-    extract = next((s for s in stages if s.name == "extract"), None)
+    extract = next((s for s in stages if s.name == EXTRACT), None)
     extracted = extract.total().out if extract else first.in_
     per_domain = {}
     # untagged documents enter under "untagged" and leave under the domain the classifier gave them
@@ -45,28 +48,23 @@ def retention(stages: list[StageStats], manifest: dict | None = None) -> dict:
             "docs": _ratio(d_kept.docs, d_in.docs),
             "tokens_vs_extracted": _ratio(d_kept.tokens, d_extracted.tokens),
         }
-    shards = {}
-    if manifest is not None:
+    return Retention(
+        docs=_ratio(last.out.docs, first.in_.docs),
+        bytes_vs_raw=_ratio(last.out.bytes, first.in_.bytes),
+        tokens_vs_raw=_ratio(last.out.tokens, first.in_.tokens),
+        tokens_vs_extracted=_ratio(last.out.tokens, extracted.tokens),
+        tokens_extracted=extracted.tokens,
+        tokens_kept=last.out.tokens,
+        per_domain=per_domain,
         # the headline: tokens in the shards (EOS included) over tokens of the extracted text
-        shards = {
-            "tokens_in_shards": manifest["tokens"],
-            "shard_tokens_vs_extracted": _ratio(manifest["tokens"], extracted.tokens),
-        }
-    return {
-        **shards,
-        "docs": _ratio(last.out.docs, first.in_.docs),
-        "bytes_vs_raw": _ratio(last.out.bytes, first.in_.bytes),
-        "tokens_vs_raw": _ratio(last.out.tokens, first.in_.tokens),
-        "tokens_vs_extracted": _ratio(last.out.tokens, extracted.tokens),
-        "tokens_extracted": extracted.tokens,
-        "tokens_kept": last.out.tokens,
-        "per_domain": per_domain,
-    }
+        tokens_in_shards=manifest.tokens if manifest is not None else None,
+        shard_tokens_vs_extracted=_ratio(manifest.tokens, extracted.tokens) if manifest is not None else None,
+    )
 
 
 def domain_assignment(stages: list[StageStats]) -> dict | None:
     """Per domain, what left the domain classifier with a tag from its source and what it classified."""
-    stage = next((s for s in stages if s.name == "domain_classifier"), None)
+    stage = next((s for s in stages if s.name == DOMAIN_CLASSIFIER), None)
     if stage is None:
         return None
     out: dict[str, dict] = {}
@@ -105,7 +103,7 @@ def render_table(stats: dict) -> str:
         )
     for stage in stats["stages"]:
         counters = StageStats.from_dict(stage).total().counters
-        if stage["name"] == "pii":
+        if stage["name"] == PII:
             lines.append("pii redactions: " + (", ".join(f"{k.removeprefix('pii:')} {v}" for k, v in sorted(counters.items())) or "none"))
     assignment = stats.get("domain_assignment")
     if assignment:

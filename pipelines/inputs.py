@@ -6,7 +6,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.document import UNTAGGED
+from curation.core.document import UNTAGGED
 from curation.readers import InputFile
 from curation.readers.base import OutsideDataRoots, inside_roots
 from pipelines.config import ConfigError, WebCorpusConfig

@@ -6,36 +6,25 @@
       tokenizer/tokenizer.json       its sha256, vocabulary size, EOS id and training sample
       filtered/<shard>.parquet       documents that passed every per-document stage
       deduped/<shard>.parquet        ... and run-wide deduplication (dedup/summary.json: its parameters)
+      dedup/work/                    dedup's scratch partitions (removed when dedup completes)
+      dedup/index/<shard>.arrow      the surviving documents' LSH index, for later runs (index.json: its parameters)
       rejected/<stage>/<shard>.parquet   every removed document, with its reason
-      stats/curate/<shard>.json      per-shard funnel; written last, so it marks the shard complete
+      stats/<phase>/<shard>.json     per-shard funnel of curate and dedup; written last, so it marks the shard complete
+      stats/mix.json                 the mix stage's funnel
+      tokens/<shard>.arrow           the token shards; tokens/manifest.json, written last, lists them
       stats.json                     the run's funnel
       progress.json                  live progress: Ray tasks done and total per step (a measurement)
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from pathlib import Path
 
 import yaml
 
+from curation.core.files import atomic_write_bytes
 from pipelines.config import ConfigError, WebCorpusConfig
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, payload: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
 
 
 class RunDir:
@@ -48,17 +37,53 @@ class RunDir:
     stats = property(lambda self: self.root / "stats.json")
     progress = property(lambda self: self.root / "progress.json")
 
+    dedup_work = property(lambda self: self.root / "dedup" / "work")
+    dedup_summary = property(lambda self: self.root / "dedup" / "summary.json")
+    dedup_index_info = property(lambda self: self.root / "dedup" / "index" / "index.json")
+    tokens = property(lambda self: self.root / "tokens")
+    token_staging = property(lambda self: self.root / "tokens" / "staging")
+    manifest = property(lambda self: self.root / "tokens" / "manifest.json")
+
     def filtered(self, shard: str) -> Path:
         return self.root / "filtered" / f"{shard}.parquet"
 
     def deduped(self, shard: str) -> Path:
         return self.root / "deduped" / f"{shard}.parquet"
 
+    def rejected_dir(self, stage: str) -> Path:
+        return self.root / "rejected" / stage
+
     def rejected(self, stage: str, shard: str) -> Path:
-        return self.root / "rejected" / stage / f"{shard}.parquet"
+        return self.rejected_dir(stage) / f"{shard}.parquet"
+
+    def shard_stats_dir(self, phase: str) -> Path:
+        return self.root / "stats" / phase
 
     def shard_stats(self, phase: str, shard: str) -> Path:
-        return self.root / "stats" / phase / f"{shard}.json"
+        return self.shard_stats_dir(phase) / f"{shard}.json"
+
+    def phase_stats(self, phase: str) -> Path:
+        """The funnel of a phase that accounts for the whole run at once (the mix)."""
+        return self.root / "stats" / f"{phase}.json"
+
+    def staged_index(self, shard: str) -> Path:
+        """A shard's LSH index as the dedup map writes it, before the survivors are known."""
+        return self.dedup_work / "index" / f"{shard}.arrow"
+
+    def dedup_index(self, shard: str) -> Path:
+        return self.root / "dedup" / "index" / f"{shard}.arrow"
+
+    def staged_tokens(self, shard: str) -> Path:
+        """A curated shard encoded, before the mix picks and orders its documents."""
+        return self.token_staging / f"{shard}.arrow"
+
+    def token_shard(self, name: str) -> Path:
+        return self.tokens / name
+
+    @staticmethod
+    def token_shard_name(group: str, i: int) -> str:
+        """A token shard's path under ``tokens/``, as the manifest lists it (a folder per domain if asked)."""
+        return f"{group}/shard-{i:05d}.arrow" if group else f"shard-{i:05d}.arrow"
 
     def prepare(self, cfg: WebCorpusConfig, overwrite: bool = False) -> None:
         """Create the run dir, or check that an existing one was made by the same config.

@@ -1,58 +1,127 @@
-"""The per-document stages of a web-corpus run, in order, built from its config."""
+"""The registry of a web-corpus run: its phases and its stages, each listed once, in order.
+
+The CLI, the progress file, the funnel and the service read this module; no other module spells
+a phase's progress labels or the list of stages. A phase is a set of Ray steps (the labels
+``progress.json`` shows); a stage is one line of the funnel. The per-document stages all run
+inside the ``curate`` phase, shard by shard; ``dedup`` and ``mix`` are phases of their own.
+"""
 
 from __future__ import annotations
 
-from curation.classifier import DomainClassifier, QualityClassifier
-from curation.decontamination import Decontaminate
-from curation.decode import DecodeStage
-from curation.extract import TextExtraction
-from curation.language import LanguageID
-from curation.pii import PIIRedaction
-from curation.quality import QUALITY_FILTERS, quality_stage
-from curation.stage import Stage
-from curation.url_filter import URLFilterStage
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from curation.core.stage import Stage
+from curation.extraction.decode import DecodeStage
+from curation.extraction.extract import TextExtraction
+from curation.filters.classifier import DomainClassifier, QualityClassifier
+from curation.filters.decontamination import Decontaminate
+from curation.filters.language import LanguageID
+from curation.filters.pii import PIIRedaction
+from curation.filters.quality import QUALITY_FILTERS, quality_stage
+from curation.filters.url_filter import URLFilterStage
 from pipelines.config import WebCorpusConfig
 
 
-def build_stages(cfg: WebCorpusConfig) -> list[Stage]:
-    """read, url_filter, extract, language, decontaminate, the heuristic filters, quality_classifier, domain_classifier, pii.
+@dataclass(frozen=True)
+class Phase:
+    """A step of the run on Ray; ``steps`` are the progress labels of the Ray steps it always runs."""
 
-    The URL filter needs only the URL, so it runs before the costly extraction. Decontamination
-    runs on the text of the kept language, before every filter an ablation may switch off, so each
-    variant drops the same evaluation-text documents and its funnel counts all of them. The classifiers
-    score text that the cheap heuristics already let through. PII is redacted last, on the text
-    that goes on, and before dedup, so pages that differ only in an address or a phone number are
-    still found to be duplicates.
-    """
-    stages: list[Stage] = [DecodeStage(max_document_bytes=cfg.read.max_document_bytes)]
-    if cfg.url_filter.enabled:
-        stages.append(URLFilterStage(**cfg.url_filter.model_dump(exclude={"enabled"})))
-    stages.append(TextExtraction(**cfg.extract.model_dump()))
-    if cfg.language.enabled:
-        stages.append(LanguageID(cfg.language.languages, cfg.language.threshold))
-    if cfg.decontaminate.enabled:  # issue 19: before every optional filter, so each ablation variant drops the same documents
-        stages.append(Decontaminate(cfg.decontaminate.eval_paths, cfg.decontaminate.ngram))
-    for name in QUALITY_FILTERS:  # Gopher repetition, Gopher quality, C4, FineWeb: FineWeb's order
-        params = getattr(cfg.quality, name).model_dump()
-        if params.pop("enabled"):
-            stages.append(quality_stage(name, **params))
+    name: str
+    steps: tuple[str, ...]
+
+    def step(self, what: str) -> str:
+        """The progress label of one of the phase's steps (``dedup: buckets``)."""
+        return f"{self.name}: {what}"
+
+    def owns_step(self, label: str) -> bool:
+        """Also the steps it runs only sometimes (verification) or a varying number of (star rounds)."""
+        return label in self.steps or label.startswith(f"{self.name}: ")
+
+
+TOKENIZER = Phase("tokenizer", ("tokenizer sample",))
+CURATE = Phase("curate", ("curate",))
+DEDUP = Phase("dedup", tuple(f"dedup: {s}" for s in ("signatures", "buckets", "labels", "survivors", "apply")))
+MIX = Phase("mix", ("mix: encode", "mix: write shards", "mix: rejected"))
+PHASES = (TOKENIZER, CURATE, DEDUP, MIX)
+# phases that write one funnel per input shard, ``stats/<phase>/<shard>.json``
+SHARD_PHASES = (CURATE, DEDUP)
+
+# The stages whose figures the funnel reads by name (extracted tokens, domain assignment, PII counts)
+EXTRACT, DOMAIN_CLASSIFIER, PII = "extract", "domain_classifier", "pii"
+
+# A per-document stage as a Ray task receives it: its name and the parameters that build it.
+StagePlan = list[tuple[str, dict]]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    phase: Phase
+    enabled: Callable[[WebCorpusConfig], bool]
+    params: Callable[[WebCorpusConfig], dict] = lambda cfg: {}
+    build: Callable[..., Stage] | None = None  # per-document stages: called with ``params``
+
+
+def _find(cfg: WebCorpusConfig, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _section(dotted: str, exclude: frozenset = frozenset({"enabled"})) -> Callable[[WebCorpusConfig], dict]:
+    """A stage's parameters: its config section's fields (but ``enabled``)."""
+    return lambda cfg: _find(cfg, dotted).model_dump(exclude=set(exclude))
+
+
+def _enabled(dotted: str) -> Callable[[WebCorpusConfig], bool]:
+    return lambda cfg: _find(cfg, dotted).enabled
+
+
+def _quality_classifier(cfg: WebCorpusConfig) -> dict:
     qc = cfg.quality.classifier
-    if qc.enabled:
-        stages.append(QualityClassifier(qc.model_path, qc.threshold, qc.keep_top_fraction, score_field=cfg.dedup.score_field))
-    if cfg.domain_classifier.enabled:
-        stages.append(DomainClassifier(cfg.domain_classifier.model_path, cfg.domain_classifier.min_confidence))
-    if cfg.pii.enabled:
-        stages.append(PIIRedaction(**cfg.pii.model_dump(exclude={"enabled"})))
-    return stages
+    return {"model_path": qc.model_path, "threshold": qc.threshold, "keep_top_fraction": qc.keep_top_fraction, "score_field": cfg.dedup.score_field}
+
+
+# The URL filter needs only the URL, so it runs before the costly extraction. The heuristic
+# filters run in FineWeb's order; the classifiers score text that the cheap heuristics already let
+# through. PII is redacted last, on the text that goes on, and before dedup, so pages that differ
+# only in an address or a phone number are still found to be duplicates.
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("read", CURATE, lambda cfg: True, lambda cfg: {"max_document_bytes": cfg.read.max_document_bytes}, DecodeStage),
+    StageSpec("url_filter", CURATE, _enabled("url_filter"), _section("url_filter"), URLFilterStage),
+    StageSpec(EXTRACT, CURATE, lambda cfg: True, _section("extract", frozenset()), TextExtraction),
+    StageSpec("language", CURATE, _enabled("language"), _section("language"), LanguageID),
+    # before every filter an ablation may switch off: each variant drops the same evaluation-text documents
+    StageSpec("decontaminate", CURATE, _enabled("decontaminate"), _section("decontaminate"), Decontaminate),
+    *(StageSpec(n, CURATE, _enabled(f"quality.{n}"), _section(f"quality.{n}"), functools.partial(quality_stage, n)) for n in QUALITY_FILTERS),
+    StageSpec("quality_classifier", CURATE, _enabled("quality.classifier"), _quality_classifier, QualityClassifier),
+    StageSpec(DOMAIN_CLASSIFIER, CURATE, _enabled("domain_classifier"), _section("domain_classifier"), DomainClassifier),
+    StageSpec(PII, CURATE, _enabled("pii"), _section("pii"), PIIRedaction),
+    StageSpec("dedup", DEDUP, _enabled("dedup")),
+    StageSpec("mix", MIX, _enabled("shards")),
+)
+_BY_NAME = {spec.name: spec for spec in STAGES}
 
 
 def stage_names(cfg: WebCorpusConfig) -> list[str]:
-    """Stage names in order, without building (and loading models for) the stages."""
-    names = ["read"] + (["url_filter"] if cfg.url_filter.enabled else []) + ["extract"]
-    names += ["language"] if cfg.language.enabled else []
-    names += ["decontaminate"] if cfg.decontaminate.enabled else []  # issue 19
-    names += [n for n in QUALITY_FILTERS if getattr(cfg.quality, n).enabled]
-    names += ["quality_classifier"] if cfg.quality.classifier.enabled else []
-    names += ["domain_classifier"] if cfg.domain_classifier.enabled else []
-    names += ["pii"] if cfg.pii.enabled else []
-    return names + (["dedup"] if cfg.dedup.enabled else []) + (["mix"] if cfg.shards.enabled else [])
+    """Every enabled stage of the run, in funnel order, without building (and loading models for) any."""
+    return [spec.name for spec in STAGES if spec.enabled(cfg)]
+
+
+def phase_of(stage: str) -> Phase:
+    return _BY_NAME[stage].phase
+
+
+def stage_plan(cfg: WebCorpusConfig) -> StagePlan:
+    """The enabled per-document stages with their parameters: what a curate task needs of the config."""
+    return [(spec.name, spec.params(cfg)) for spec in STAGES if spec.phase is CURATE and spec.enabled(cfg)]
+
+
+def build(plan: StagePlan) -> list[Stage]:
+    return [_BY_NAME[name].build(**params) for name, params in plan]
+
+
+def build_stages(cfg: WebCorpusConfig) -> list[Stage]:
+    return build(stage_plan(cfg))

@@ -1,6 +1,7 @@
-"""The work done for one input shard; the driver runs these as Ray tasks.
+"""The Ray tasks that run stages over one shard, and the per-shard funnel they leave behind.
 
-Nothing here imports Ray: the same functions run in a test on one process.
+Nothing here imports Ray: the same functions run in a test on one process. A task receives what
+it needs (the run directory, its shard, the stages' parameters), not the run's config.
 """
 
 from __future__ import annotations
@@ -9,26 +10,23 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
 
-from datatrove.data import Document
-
-from curation.document import stable_hash
+from curation.core.files import atomic_write_json
+from curation.core.sampling import sample_curated_text
+from curation.core.stage import TextMeasure
+from curation.core.stats import StageStats
+from curation.dedup.removal import DuplicateRemoval, read_decisions, write_survivor_index
+from curation.dedup.steps import decisions_dir
 from curation.readers import read_file
-from curation.shards import document_writer, rejected_writer
-from curation.stage import Stage, TextMeasure, run_stage
-from curation.stats import StageStats
+from curation.writers.shards import read_documents
+from curation.writers.stage_outputs import write_stage_outputs
 from pipelines import extract_cache
-from pipelines.config import WebCorpusConfig
 from pipelines.inputs import Shard
-from pipelines.run_dir import RunDir, atomic_write_json
-from pipelines.stages import build_stages
+from pipelines.run_dir import RunDir
+from pipelines.stages import CURATE, DEDUP, StagePlan, build
 from tokenizer.model import Tokenizer
 
 logger = logging.getLogger(__name__)
-
-_HASH_SPACE = 1 << 64
 
 
 @functools.cache
@@ -40,80 +38,49 @@ def _quiet_datatrove_logs() -> None:
     loguru_logger.add(sys.stderr, level="WARNING")
 
 
-def _chain(
-    stages: list[Stage], docs: Iterator[Document], stats: dict[str, StageStats], measure: TextMeasure, reject
-) -> Iterator[Document]:
-    for stage in stages:
-        docs = run_stage(stage, docs, stats[stage.name], measure, lambda d, r, raw, s=stage.name: reject(s, d, r, raw))
-    return docs
+def _token_measure(run: RunDir) -> TextMeasure:
+    return TextMeasure(Tokenizer(run.tokenizer_model).count)
 
 
-def sample_shard_for_tokenizer(cfg: WebCorpusConfig, shard: Shard, max_chars: int) -> list[tuple[str, str, int]]:
-    """Curated text of a deterministic sample of the shard's records, for training the tokenizer.
+def _finish_shard(run: RunDir, phase: str, shard: str, started: float, stats: list[StageStats], **extra) -> dict:
+    """The shard's funnel, written last: its file marks the shard complete for a resumed run."""
+    payload = {"shard": shard, **extra, "wall_time_s": round(time.perf_counter() - started, 3), "stages": [s.to_dict() for s in stats]}
+    atomic_write_json(run.shard_stats(phase, shard), payload)
+    return payload
 
-    Records are sampled by a hash of their id, then run through the same stages as the real run, so
-    the tokenizer learns from text that survives curation. Returns (domain, text, id hash) triples.
-    """
+
+def sample_shard_for_tokenizer(run: RunDir, shard: Shard, plan: StagePlan, sample_rate: float, max_chars: int) -> list[tuple[str, str, int]]:
+    """Curated text of a deterministic sample of the shard's records: (domain, text, id hash) triples.
+    Its extractions are kept for the curate pass, so no record is extracted twice."""
     _quiet_datatrove_logs()
-    threshold = int(cfg.tokenizer.sample_rate * _HASH_SPACE)
-    sampled = (d for d in read_file(shard.file) if stable_hash(d.id) < threshold)
-    stages, memo = extract_cache.remembering(build_stages(cfg), record=True)  # the curate pass reuses these extractions
-    stats = {s.name: StageStats(s.name) for s in stages}
-    out, chars = [], 0
-    with ExitStack() as stack:
-        for stage in stages:
-            stack.enter_context(stage)
-        for doc in _chain(stages, sampled, stats, TextMeasure(None), lambda *_: None):
-            out.append((doc.metadata["domain"], doc.text, stable_hash(doc.id)))
-            chars += len(doc.text)
-            if chars >= max_chars:
-                break
-    extract_cache.save(RunDir(cfg.run_dir), shard.name, memo.recorded)
-    return out
+    stages, memo = extract_cache.remembering(build(plan), record=True)
+    sample = sample_curated_text(read_file(shard.file), stages, sample_rate, max_chars)
+    extract_cache.save(run, shard.name, memo.recorded)
+    return sample
 
 
-def curate_shard(cfg: WebCorpusConfig, shard: Shard) -> dict:
-    """Run every per-document stage over one shard, write its outputs, and return its funnel.
-
-    Outputs go to temporary files renamed into place, and the shard's stats file is written last:
-    a shard either completed (stats file present, all outputs present) or is redone from scratch.
-    """
+def curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
+    """Every per-document stage over one input shard into ``filtered/`` and ``rejected/``; its funnel."""
     _quiet_datatrove_logs()
-    run = RunDir(cfg.run_dir)
-    start = time.perf_counter()
-    tokenizer = Tokenizer(run.tokenizer_model)
-    measure = TextMeasure(tokenizer.count)
-    stages, memo = extract_cache.remembering(build_stages(cfg), known=extract_cache.load(run, shard.name))
-    stats = {s.name: StageStats(s.name) for s in stages}
-    kept = document_writer(run.filtered(shard.name))
-    rejected = {s.name: rejected_writer(run.rejected(s.name, shard.name)) for s in stages}
-
-    def reject(stage: str, doc: Document, reason: str, raw: bytes | None) -> None:
-        rejected[stage].add((doc, reason, raw), size=len(doc.text) + len(raw or b""))
-
-    writers = [kept, *rejected.values()]
-    try:
-        with ExitStack() as stack:
-            for stage in stages:
-                stack.enter_context(stage)
-            for doc in _chain(stages, read_file(shard.file), stats, measure, reject):
-                kept.add(doc, size=len(doc.text))
-        kept.commit()
-        for writer in rejected.values():
-            writer.commit(keep_empty=False)
-    except BaseException:
-        for writer in writers:
-            writer.abort()
-        raise
-    payload = {
-        "shard": shard.name,
-        "input": shard.file.path,
-        "source": shard.file.source,
-        "domain": shard.file.domain,
-        "wall_time_s": round(time.perf_counter() - start, 3),
-        "stages": [stats[s.name].to_dict() for s in stages],
-    }
-    atomic_write_json(run.shard_stats("curate", shard.name), payload)
+    started = time.perf_counter()
+    stages, memo = extract_cache.remembering(build(plan), known=extract_cache.load(run, shard.name))
+    stats = write_stage_outputs(
+        stages, read_file(shard.file), _token_measure(run), run.filtered(shard.name), lambda stage: run.rejected(stage, shard.name)
+    )
+    where = {"input": shard.file.path, "source": shard.file.source, "domain": shard.file.domain}
+    payload = _finish_shard(run, CURATE.name, shard.name, started, stats, **where)
     extract_cache.drop(run, shard.name)
     logger.debug("%s: %d extractions reused from the tokenizer's sample pass", shard.name, memo.reused)
     return payload
+
+
+def apply_shard(run: RunDir, shard: str) -> dict:
+    """The ``dedup`` stage over one filtered shard into ``deduped/``; the survivors' LSH index; its funnel."""
+    started = time.perf_counter()
+    decisions = read_decisions(decisions_dir(run.dedup_work, shard))
+    stats = write_stage_outputs(
+        [DuplicateRemoval(decisions)], read_documents(run.filtered(shard)), _token_measure(run), run.deduped(shard),
+        lambda stage: run.rejected(stage, shard),
+    )
+    write_survivor_index(run.staged_index(shard), run.dedup_index(shard), decisions)
+    return _finish_shard(run, DEDUP.name, shard, started, stats)

@@ -12,39 +12,24 @@ import logging
 import os
 import sys
 import time
-from collections import defaultdict
 
+from curation.core.files import atomic_write_bytes, atomic_write_json
+from curation.core.sampling import balanced_sample
+from pipelines.config import ConfigError, WebCorpusConfig
+from pipelines.config_loading import load_config
 from pipelines.dedup import previous_index_files, run_dedup
-from pipelines.config import ConfigError, WebCorpusConfig, load_config
 from pipelines.funnel import domain_assignment, merge_shard_stats, render_table, retention
 from pipelines.inputs import Shard, list_shards
 from pipelines.mix import run_mix_and_shards
 from pipelines.progress import record_progress
 from pipelines.ray_runtime import ray_session, run_tasks
-from pipelines.run_dir import RunDir, atomic_write_bytes, atomic_write_json
-from pipelines.stages import stage_names
+from pipelines.run_dir import RunDir
+from pipelines.stages import CURATE, DEDUP, SHARD_PHASES, TOKENIZER, stage_names, stage_plan
 from pipelines.tasks import curate_shard, sample_shard_for_tokenizer
 from tokenizer.model import Tokenizer
 from tokenizer.train import SentencePieceSettings, model_sha256, train_sentencepiece
 
 logger = logging.getLogger("pipelines.web_corpus")
-
-
-def balanced_sample(samples: list[tuple[str, str, int]], budget_chars: int) -> tuple[list[str], dict[str, int]]:
-    """An equal share of ``budget_chars`` per domain, taken in id-hash order so it is deterministic."""
-    by_domain: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for domain, text, key in samples:
-        by_domain[domain].append((key, text))
-    share = budget_chars // max(1, len(by_domain))
-    texts, used = [], {}
-    for domain in sorted(by_domain):
-        used[domain] = 0
-        for _, text in sorted(by_domain[domain]):
-            if used[domain] >= share:
-                break
-            texts.append(text)
-            used[domain] += len(text)
-    return texts, used
 
 
 def ensure_tokenizer(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], progress: bool) -> Tokenizer:
@@ -59,7 +44,8 @@ def ensure_tokenizer(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], pro
         info = {"trained": False, "given_path": tok.model_path}
     else:
         per_shard = max(1, tok.sample_chars // len(shards))
-        results = run_tasks(sample_shard_for_tokenizer, [(cfg, s, per_shard) for s in shards], "tokenizer sample", progress)
+        calls = [(run, s, stage_plan(cfg), tok.sample_rate, per_shard) for s in shards]
+        results = run_tasks(sample_shard_for_tokenizer, calls, TOKENIZER.steps[0], progress)
         texts, chars = balanced_sample([x for r in results for x in r], tok.sample_chars)
         settings = SentencePieceSettings(tok.vocab_size, tok.model_type, tok.character_coverage, tok.byte_fallback)
         model = train_sentencepiece(texts, settings)
@@ -82,16 +68,17 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     run = RunDir(cfg.run_dir)
     shards = list_shards(cfg)
     if cfg.dedup.enabled:
-        previous_index_files(cfg)  # a bad earlier index fails the run now, not after curation
+        previous_index_files(cfg.dedup)  # a bad earlier index fails the run now, not after curation
     run.prepare(cfg, overwrite=overwrite)
     done: dict = {"tokenizer": None, "dedup": None, "mix_stats": None, "manifest": None}
     try:
         with ray_session(cfg.ray), record_progress(run.progress):
             done["tokenizer"] = ensure_tokenizer(cfg, run, shards, progress)
-            todo = [s for s in shards if not run.shard_stats("curate", s.name).exists()]
+            todo = [s for s in shards if not run.shard_stats(CURATE.name, s.name).exists()]
             if len(todo) < len(shards):
                 logger.info("resuming: %d of %d shards already complete", len(shards) - len(todo), len(shards))
-            run_tasks(curate_shard, [(cfg, s) for s in todo], "curate", progress, done_before=len(shards) - len(todo))
+            plan = stage_plan(cfg)
+            run_tasks(curate_shard, [(run, s, plan) for s in todo], CURATE.steps[0], progress, done_before=len(shards) - len(todo))
             if cfg.dedup.enabled:
                 done["dedup"] = run_dedup(cfg, shards, progress)
             if cfg.shards.enabled:
@@ -109,7 +96,7 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
     """Merge the per-shard funnels that exist into ``stats.json`` (all of them unless the run failed)."""
     payloads = [
         json.loads(path.read_text())
-        for phase in ("curate", "dedup")
+        for phase in (p.name for p in SHARD_PHASES)
         for s in shards
         if (path := run.shard_stats(phase, s.name)).exists()
     ]
@@ -117,7 +104,7 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
         payloads.append({"wall_time_s": mix_stats.wall_time_s, "stages": [mix_stats.to_dict()]})
     stages = merge_shard_stats(payloads, stage_names(cfg))
     if dedup:  # the stage's own time is only its last step; the phase's wall time says what it cost
-        next(s for s in stages if s.name == "dedup").wall_time_s = dedup["wall_time_s"]
+        next(s for s in stages if s.name == DEDUP.name).wall_time_s = dedup["wall_time_s"]
     stats = {
         "run": cfg.run_name,
         "status": "failed" if error else "complete",
@@ -127,13 +114,13 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
         "token_basis": "tokens of the document text entering each stage (raw record bytes for `read`), "
         "counted exactly with the run's tokenizer, EOS not included",
         "shards": len(shards),
-        "completed_shards": {p: sum(run.shard_stats(p, s.name).exists() for s in shards) for p in ("curate", "dedup")},
+        "completed_shards": {p.name: sum(run.shard_stats(p.name, s.name).exists() for s in shards) for p in SHARD_PHASES},
         "stages": [s.to_dict() for s in stages],
-        "retention": retention(stages, manifest),
+        "retention": retention(stages, manifest).to_dict(),
         "domain_assignment": domain_assignment(stages),
         "mix": manifest and {
             d: {k: v.get(k) for k in ("target_share", "achieved_share", "epochs", "tokens", "classified_tokens", "classified_documents")}
-            for d, v in manifest["domains"].items()
+            for d, v in manifest.domains.items()
         },
         "dedup": dedup,
         "output": "tokens" if manifest else "deduped" if dedup else "filtered",

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from pipelines.funnel import merge_shard_stats, retention
 from pipelines.run_dir import RunDir
-
-PER_DOCUMENT_STEP = "curate"  # every per-document stage of a shard runs inside one curate task
+from pipelines.stages import CURATE, TOKENIZER, phase_of
 
 
 def read_json(path: Path) -> dict | None:
@@ -23,8 +22,8 @@ def read_json(path: Path) -> dict | None:
 
 
 def curation_progress(run_dir: Path, stage_names: list[str]) -> dict:
-    """Per-stage percent from the run's step log: the per-document stages advance with the curate
-    step, dedup with its steps (signatures … apply), mix with its encode/write/reject steps."""
+    """Per-stage percent from the run's step log: a stage advances with the steps of its phase
+    (the per-document stages all with the curate step, as one task runs them all on a shard)."""
     log = read_json(RunDir(run_dir).progress) or {"steps": []}
     steps = {s["name"]: s for s in log["steps"]}
 
@@ -33,18 +32,13 @@ def curation_progress(run_dir: Path, stage_names: list[str]) -> dict:
             return 0.0
         return sum(steps[n]["done"] / steps[n]["total"] if n in steps and steps[n]["total"] else 0.0 for n in names) / len(names)
 
-    dedup_steps = ["dedup: signatures", "dedup: buckets", "dedup: labels", "dedup: survivors", "dedup: apply"]
-    dedup_steps += [n for n in steps if n.startswith("dedup:") and n not in dedup_steps]
     stages = []
     for name in stage_names:
-        if name == "dedup":
-            pct = fraction(dedup_steps)
-        elif name == "mix":
-            pct = fraction(["mix: encode", "mix: write shards", "mix: rejected"])
-        else:
-            pct = fraction([PER_DOCUMENT_STEP])
+        phase = phase_of(name)
+        # the steps a phase always runs count from the start; those it runs only sometimes once begun
+        pct = fraction(list(phase.steps) + [n for n in steps if phase.owns_step(n) and n not in phase.steps])
         stages.append({"stage": name, "percent": round(100 * pct, 1)})
-    tokenizer = fraction(["tokenizer sample"]) if "tokenizer sample" in steps else None
+    tokenizer = fraction(list(TOKENIZER.steps)) if any(n in steps for n in TOKENIZER.steps) else None
     overall = sum(s["percent"] for s in stages) / len(stages) if stages else 0.0
     return {
         "overall_percent": round(overall, 1),
@@ -62,16 +56,16 @@ def curation_funnel(run_dir: Path, stage_names: list[str]) -> dict | None:
     stats = read_json(run.stats)
     if stats is not None:
         return {"partial": False, **stats}
-    payloads = [p for path in sorted((run.root / "stats" / "curate").glob("*.json")) if (p := read_json(path))]
+    payloads = [p for path in sorted(run.shard_stats_dir(CURATE.name).glob("*.json")) if (p := read_json(path))]
     if not payloads:
         return None
-    stages = merge_shard_stats(payloads, [n for n in stage_names if n not in ("dedup", "mix")])
+    stages = merge_shard_stats(payloads, [n for n in stage_names if phase_of(n) is CURATE])
     return {
         "partial": True,
         "status": "running",
-        "completed_shards": {"curate": len(payloads)},
+        "completed_shards": {CURATE.name: len(payloads)},
         "stages": [s.to_dict() for s in stages],
-        "retention": retention(stages),
+        "retention": retention(stages).to_dict(),
     }
 
 
@@ -81,7 +75,7 @@ def rejected_sample(run_dir: Path, stage: str, reason: str | None, limit: int, t
     import pyarrow.parquet as pq
 
     rows: list[dict] = []
-    for path in sorted((Path(run_dir) / "rejected" / stage).glob("*.parquet")):
+    for path in sorted(RunDir(run_dir).rejected_dir(stage).glob("*.parquet")):
         table = pq.read_table(path, columns=["id", "domain", "url", "reason", "text"])
         if reason is not None:
             table = table.filter(pc.equal(table["reason"], reason))

@@ -39,6 +39,17 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
+def bundled_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``python -m pipelines.web_corpus`` with no arguments, as a user runs it: (run dir, the process)."""
+    cwd = tmp_path_factory.mktemp("bundled")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.web_corpus", "--no-progress"],
+        cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return cwd / "runs" / "sample", result
+
+
+@pytest.fixture(scope="session")
 def mixed_run(tmp_path_factory, ray_local):
     """A small curation run over real shards, through to token shards (shared by several modules)."""
     from pipelines.web_corpus import run_web_corpus

@@ -6,11 +6,11 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from curation.classifier import DomainClassifier, FastTextModel, QualityClassifier, check_model_file
-from curation.document import UNTAGGED, new_document
-from curation.stage import TextMeasure, run_stage
-from curation.stats import StageStats
-from curation.train_classifier import DEFAULT_DATA, fasttext_cli, read_rows, train
+from curation.core.document import UNTAGGED, new_document
+from curation.core.stage import TextMeasure, run_stage
+from curation.core.stats import StageStats
+from curation.filters.classifier import DomainClassifier, FastTextModel, QualityClassifier, check_model_file
+from curation.training.classifiers import DEFAULT_DATA, fasttext_cli, read_rows, train
 from tests.conftest import ROOT
 
 MODELS = ROOT / "data" / "classifiers"
@@ -127,3 +127,19 @@ def test_dedup_keeps_the_better_scored_duplicate_in_a_real_run(mixed_run):
     assert differing >= 1  # some duplicates really were decided by the score, not by the id hash
     names = [s["name"] for s in stats["stages"]]
     assert names.index("quality_classifier") < names.index("domain_classifier") < names.index("pii") < names.index("dedup")
+
+
+def test_a_model_check_is_remembered_until_the_model_or_its_card_changes(tmp_path):
+    from curation.filters.classifier import FASTTEXT_MAGIC, card_path
+
+    model = tmp_path / "m.ftz"
+    model.write_bytes(FASTTEXT_MAGIC + b"\0" * 16)
+    card_path(model).write_text(json.dumps({"labels": ["a", "b"]}))
+    first = check_model_file(model)
+    first["labels"].append("mutated by a caller")
+    assert check_model_file(model) == {"labels": ["a", "b"]}  # a copy: callers cannot spoil it
+    card_path(model).write_text(json.dumps({"labels": ["a", "b", "c"]}))
+    assert check_model_file(model)["labels"] == ["a", "b", "c"]
+    model.write_bytes(b"not a model, same size...")
+    with pytest.raises(ValueError, match="is not a fastText model"):
+        check_model_file(model)

@@ -41,11 +41,11 @@ def test_a_missing_config_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_no_arguments_curates_the_bundled_corpus(tmp_path, corpus_manifest):
-    result = _run([], tmp_path)
+def test_no_arguments_curates_the_bundled_corpus(bundled_run, corpus_manifest):
+    run_dir, result = bundled_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert "retention:" in result.stdout
-    stats = json.loads((tmp_path / "runs" / "sample" / "stats.json").read_text())
+    stats = json.loads((run_dir / "stats.json").read_text())
     assert stats["invariant_violations"] == []
     read = stats["stages"][0]["total"]
     html_pages = sum(1 for p in corpus_manifest["pages"] if "iana" not in p["file"])
@@ -60,7 +60,7 @@ def test_no_arguments_curates_the_bundled_corpus(tmp_path, corpus_manifest):
     # link-heavy pages the corpus manifest calls low quality, never one it calls an article
     assert by_name["quality_classifier"]["rejected_by_reason"]["quality_classifier_below_threshold"]["docs"] >= 1
     kinds = {p["url"]: p["kind"] for p in corpus_manifest["pages"]}
-    removed = pq.read_table(tmp_path / "runs" / "sample" / "rejected" / "quality_classifier").column("url").to_pylist()
+    removed = pq.read_table(run_dir / "rejected" / "quality_classifier").column("url").to_pylist()
     assert removed and all(kinds.get(url) == "low_quality" for url in removed)
     assert "quality_classifier" in result.stdout and "domains after domain_classifier" in result.stdout
     assert "pii redactions:" in result.stdout  # none in the bundled pages that get that far; the line says so

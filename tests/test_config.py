@@ -1,6 +1,7 @@
 import pytest
 
-from pipelines.config import ConfigError, WebCorpusConfig, load_config, parse_overrides
+from pipelines.config import ConfigError, WebCorpusConfig
+from pipelines.config_loading import load_config, parse_overrides
 
 
 def test_defaults_follow_fineweb_and_read_the_bundled_corpus():

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from curation.decode import DecodeStage, decode, looks_binary
-from curation.language import bundled_lid_model
+from curation.extraction.decode import DecodeStage, decode, looks_binary
+from curation.filters.language import bundled_lid_model
 from curation.readers.base import InputFile, raw_document
 
 LICENCE = Path("/usr/share/common-licenses/GPL-3").read_text()

@@ -6,11 +6,11 @@ import re
 import pytest
 from datatrove.data import Document
 
-from curation.decontamination import Decontaminate, build_index, find_contamination, load_index, read_eval_texts
-from curation.document import new_document
+from curation.filters.decontamination import Decontaminate, build_index, find_contamination, load_index, read_eval_texts
+from curation.core.document import new_document
 from curation.readers import InputFile, read_file
-from curation.stage import RAW_KEY, TextMeasure, run_stage
-from curation.stats import StageStats
+from curation.core.stage import RAW_KEY, TextMeasure, run_stage
+from curation.core.stats import StageStats
 from pipelines.config import ConfigError, WebCorpusConfig, load_config
 from pipelines.decontaminate_config import EVAL_TEXT
 from pipelines.stages import build_stages, stage_names
@@ -123,7 +123,7 @@ def test_the_stage_rejects_with_the_text_the_document_entered_with():
 
 
 def test_a_process_builds_the_index_once_until_the_files_change(tmp_path):
-    from curation.decontamination import shared_index
+    from curation.filters.decontamination import shared_index
 
     path = tmp_path / "finance.jsonl"
     path.write_text('{"text": "one two three four five"}\n')

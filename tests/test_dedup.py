@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from curation.dedup import EXACT_REASON, FUZZY_REASON, choose_survivors
-from curation.minhash import MinHasher, shingles
-from curation.shards import read_documents
-from pipelines.config import load_config
+from curation.dedup.minhash import MinHasher, shingles
+from curation.dedup.survivors import EXACT_REASON, FUZZY_REASON, choose_survivors
+from curation.writers.shards import read_documents
+from pipelines.config_loading import load_config
 from pipelines.dedup import run_dedup
 from pipelines.inputs import list_shards
 from pipelines.web_corpus import run_web_corpus
@@ -189,7 +189,7 @@ def test_star_steps_accept_a_partition_without_edges():
     """A run whose filters left nothing (or a partition no edge hashes to) must not crash dedup."""
     import numpy as np
 
-    from curation.dedup import both_directions, large_star, orient_for_small_star, small_star
+    from curation.dedup.components import both_directions, large_star, orient_for_small_star, small_star
 
     empty = np.empty(0, dtype=np.int64)
     for step in (large_star, small_star, orient_for_small_star, both_directions):

@@ -13,8 +13,8 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
-from curation.gopher_repetition import FastGopherRepetitionFilter
-from curation.words import KeptVocabularyTokenizer
+from curation.filters.gopher_repetition import FastGopherRepetitionFilter
+from curation.filters.words import KeptVocabularyTokenizer
 from tests.conftest import ROOT
 
 CORPUS = ROOT / "data" / "sample_corpus" / "jsonl"

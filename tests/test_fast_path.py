@@ -9,10 +9,10 @@ import glob
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from curation.extract import TextExtraction
+from curation.extraction.extract import TextExtraction
 from curation.readers import InputFile, read_file
 from curation.readers.warc import read_warc
-from curation.stage import RAW_KEY, READ_ERROR_KEY
+from curation.core.stage import RAW_KEY, READ_ERROR_KEY
 from tests.conftest import REAL_CRAWL, ROOT
 
 CRAWL = REAL_CRAWL.read_bytes()

@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from curation.decode import DecodeStage
-from curation.extract import TextExtraction
+from curation.core.stage import RAW_KEY, READ_ERROR_KEY, TextMeasure, run_stage
+from curation.core.stats import StageStats
+from curation.extraction.decode import DecodeStage
+from curation.extraction.extract import WALL_CLOCK_FACTOR, TextExtraction
 from curation.readers import InputFile, read_file
 from curation.readers.warc import iter_gzip_members
-from curation.stage import RAW_KEY, READ_ERROR_KEY, TextMeasure, run_stage
-from curation.stats import StageStats
 from tests.conftest import REAL_CRAWL
 
 CRAWL = REAL_CRAWL.read_bytes()
@@ -282,7 +282,7 @@ def test_the_extraction_sandbox_dies_with_its_worker(tmp_path):
 
     script = (
         "import os, sys, time\n"
-        "from curation.extract import WALL_CLOCK_FACTOR, TextExtraction\n"
+        "from curation.extraction.extract import WALL_CLOCK_FACTOR, TextExtraction\n"
         "from curation.readers.base import InputFile, raw_document\n"
         "stage = TextExtraction(timeout_s=30); stage.open()\n"
         "doc = raw_document(b'', InputFile('x', 's', 'general', 'warc'), 0, None); doc.text = '<p>' + 'words here. ' * 50 + '</p>'\n"

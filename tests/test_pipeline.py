@@ -6,7 +6,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.config import ConfigError, load_config
+from pipelines.config import ConfigError
+from pipelines.config_loading import load_config
 from pipelines.web_corpus import run_web_corpus
 from tests.conftest import CORPUS, REAL_CRAWL
 from tokenizer.train import model_sha256

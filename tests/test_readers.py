@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from warcio.archiveiterator import ArchiveIterator
 
+from curation.core.stage import RAW_KEY, READ_ERROR_KEY
 from curation.readers import InputFile, read_file
-from curation.stage import RAW_KEY, READ_ERROR_KEY
 from tests.conftest import REAL_CRAWL
 
 

@@ -155,7 +155,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-@pytest.mark.timeout(300)  # a retry that never comes is a hang: fail it (it was one, see curation/extract.py)
+@pytest.mark.timeout(300)  # a retry that never comes is a hang: fail it (it was one, see curation/extraction/extract.py)
 def test_a_ray_worker_killed_mid_task_costs_a_retry(tmp_path, ray_local, reference):
     """The worker running a curate_shard task (its title is ``ray::curate_shard`` while it does) is
     SIGKILLed a second into the task; Ray retries the task on a new worker and the run ends identical."""

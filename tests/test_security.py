@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from curation.readers.base import InputFile
 from curation.readers.html_folder import read_html_folder
-from curation.stage import RAW_KEY, READ_ERROR_KEY
+from curation.core.stage import RAW_KEY, READ_ERROR_KEY
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.inputs import list_shards
 from service.api import create_app

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from service import local_ray
+from service.local_api import TOKEN, ApiProcess
 from tests.conftest import CORPUS, REAL_CRAWL
-from tests.service_process import TOKEN, ApiProcess
 
 WARC = CORPUS / "warc"
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from service import local_ray
-from tests.service_process import ApiProcess
+from service.local_api import ApiProcess
 from tests.test_service import small_request
 
 

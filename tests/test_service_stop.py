@@ -9,7 +9,7 @@ import sys
 import time
 
 from service import local_ray
-from tests.service_process import ROOT
+from service.local_api import ROOT
 
 
 def _alive(pgid: int, wait_s: float = 15.0) -> bool:

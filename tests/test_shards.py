@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from curation.mixing import mixture_total, plan_domain
-from curation.shards import read_documents
-from pipelines.config import ConfigError, load_config
+from curation.mixing.plan import mixture_total, plan_domain
+from curation.writers.shards import read_documents
+from pipelines.config import ConfigError
+from pipelines.config_loading import load_config
 from tests.conftest import CORPUS
 from tokenizer.model import Tokenizer
 from tokenizer.shards import TokenShard, file_sha256, token_dtype
@@ -129,9 +130,9 @@ def test_per_domain_shards_keep_each_domain_apart(mixed_run, tmp_path):
     (copy / "stats" / "mix.json").unlink()
     per_domain = cfg.model_copy(update={"shards": cfg.shards.model_copy(update={"per_domain": True}), "runs_dir": str(tmp_path / "runs")})
     _, manifest = run_mix_and_shards(per_domain, list_shards(per_domain), progress=False)
-    assert manifest["per_domain_shards"] is True
-    for entry in manifest["shards"]:
-        domain = entry["file"].split("/")[0]
-        assert set(entry["domains"]) == {domain}
-        assert {TokenShard(copy / "tokens" / entry["file"]).domains[i].as_py() for i in range(entry["documents"])} == {domain}
-    assert manifest["domains"] == mixed["domains"]  # the same documents, only laid out per domain
+    assert manifest.per_domain_shards is True
+    for entry in manifest.shards:
+        domain = entry.file.split("/")[0]
+        assert set(entry.domains) == {domain}
+        assert {TokenShard(copy / "tokens" / entry.file).domains[i].as_py() for i in range(entry.documents)} == {domain}
+    assert manifest.domains == mixed["domains"]  # the same documents, only laid out per domain

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from curation.document import new_document
-from curation.quality import quality_stage
-from curation.stage import Stage, TextMeasure, run_stage
-from curation.stats import StageStats
+from curation.core.document import new_document
+from curation.core.stage import Stage, TextMeasure, run_stage
+from curation.core.stats import StageStats
+from curation.filters.quality import quality_stage
 
 LICENCE = Path("/usr/share/common-licenses/GPL-3").read_text()
 

@@ -4,10 +4,10 @@ from collections import Counter
 
 import pytest
 
+from curation.core.stage import TextMeasure, run_stage
+from curation.core.stats import StageStats
 from curation.readers import InputFile, read_file
-from curation.stage import TextMeasure, run_stage
-from curation.stats import StageStats
-from pipelines.config import load_config
+from pipelines.config_loading import load_config
 from pipelines.stages import build_stages
 from tests.conftest import CORPUS
 

@@ -2,12 +2,12 @@
 
 import re
 
-from curation.document import new_document
-from curation.pii import PIIRedaction
-from curation.stage import TextMeasure, run_stage
-from curation.stats import StageStats
-from curation.train_classifier import DEFAULT_DATA, read_rows
-from curation.url_filter import URLFilterStage
+from curation.core.document import new_document
+from curation.core.stage import TextMeasure, run_stage
+from curation.core.stats import StageStats
+from curation.filters.pii import PIIRedaction
+from curation.filters.url_filter import URLFilterStage
+from curation.training.classifiers import DEFAULT_DATA, read_rows
 
 
 def _run(stage, docs):

@@ -29,6 +29,16 @@ def shard_schema(dtype: np.dtype) -> pa.Schema:
     )
 
 
+def _write_atomically(path: Path, batch: pa.RecordBatch) -> None:
+    # Renamed into place when complete, as every output of a run is (``curation.core.files``, which
+    # the tokenizer does not import: the trainer reads shards through this package, without curation).
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    os.replace(tmp, path)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -51,11 +61,7 @@ def write_flat_token_shard(path: Path, flat: np.ndarray, lengths: np.ndarray, do
     batch = pa.record_batch(
         [tokens, pa.array(domains, pa.string()), pa.array(doc_ids, pa.string())], schema=shard_schema(flat.dtype)
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    os.replace(tmp, path)
+    _write_atomically(path, batch)
     per_domain: dict[str, dict[str, int]] = defaultdict(lambda: {"documents": 0, "tokens": 0})
     for domain, n in zip(domains, lengths.tolist()):
         per_domain[domain]["documents"] += 1
@@ -94,3 +100,30 @@ class TokenShard:
 
     def document(self, i: int) -> np.ndarray:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+
+def cut_into_shards(entries: list, sizes: list[int], shard_tokens: int) -> list[list]:
+    """Consecutive groups of ``entries``; a group closes after the entry that brings it to ``shard_tokens``."""
+    shards, current, total = [], [], 0
+    for entry, size in zip(entries, sizes):
+        current.append(entry)
+        total += size
+        if total >= shard_tokens:
+            shards.append(current)
+            current, total = [], 0
+    if current:
+        shards.append(current)
+    return shards
+
+
+def write_gathered_shard(path: Path, sources: dict[str, Path], entries: list[tuple[str, int]], eos: int, dtype_name: str) -> dict:
+    """A shard of the documents ``(source, row)`` of memory-mapped source shards, in the given order,
+    each with EOS appended; returns its manifest entry."""
+    dtype = np.dtype(dtype_name)
+    staged = {s: TokenShard(sources[s]) for s in sorted({s for s, _ in entries})}
+    eos_arr = np.array([eos], dtype=dtype)
+    docs = []
+    for source, row in entries:
+        shard = staged[source]
+        docs.append((np.concatenate([shard.document(row), eos_arr]), shard.domains[row].as_py(), shard.doc_ids[row].as_py()))
+    return write_token_shard(path, docs, dtype)

@@ -12,7 +12,6 @@ sequences r, r + w, r + 2w, ...
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +48,13 @@ class DomainStream:
 def load_streams(manifest_path: Path, val_fraction: float) -> tuple[dict[str, DomainStream], dict[str, DomainStream], dict]:
     """(train streams, validation streams) per domain; the last ``val_fraction`` of each domain's
     documents, in manifest order, is held out."""
+    from tokenizer.manifest import Manifest
     from tokenizer.shards import TokenShard  # pyarrow only where shards are read (the GPU benchmark imports the trainer without it)
 
-    manifest = json.loads(Path(manifest_path).read_text())
+    manifest = Manifest.load(manifest_path)
     docs: dict[str, list] = {}
-    for entry in manifest["shards"]:
-        shard = TokenShard(Path(manifest_path).parent / entry["file"])
+    for entry in manifest.shards:
+        shard = TokenShard(Path(manifest_path).parent / entry.file)
         for i in range(len(shard)):
             docs.setdefault(shard.domains[i].as_py(), []).append((shard.tokens, int(shard.offsets[i]), int(shard.offsets[i + 1])))
     train, val = {}, {}
@@ -63,7 +63,7 @@ def load_streams(manifest_path: Path, val_fraction: float) -> tuple[dict[str, Do
         train[domain] = DomainStream(pieces[: len(pieces) - n_val] if n_val else pieces)
         if n_val:
             val[domain] = DomainStream(pieces[len(pieces) - n_val :])
-    return train, val, manifest
+    return train, val, manifest.to_dict()
 
 
 @dataclass

@@ -26,11 +26,12 @@ Formulas (printed with the answer):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from tokenizer.retention import Retention
 
 TOKENS_PER_PARAM = 20
 PEAK_BF16_FLOPS = {"h100": 989e12, "h200": 989e12, "a100": 312e12}  # dense bf16, per GPU
@@ -78,12 +79,10 @@ def run_retention(run_dir: Path) -> tuple[float, float]:
     stats_path = run_dir / "stats.json"
     if not stats_path.is_file():
         raise FileNotFoundError(f"{stats_path} not found: give a finished curation run's directory")
-    retention = json.loads(stats_path.read_text())["retention"]
-    if "shard_tokens_vs_extracted" not in retention:
+    retention = Retention.of_run(stats_path)
+    if retention.tokens_in_shards is None:
         raise ValueError(f"{run_dir} wrote no token shards (shards.enabled was false)")
-    raw_tokens = retention["tokens_kept"] / retention["tokens_vs_raw"] if retention.get("tokens_vs_raw") else 0
-    vs_raw = retention["tokens_in_shards"] / raw_tokens if raw_tokens else 0.0
-    return retention["shard_tokens_vs_extracted"], vs_raw
+    return retention.shard_tokens_vs_extracted, retention.shard_tokens_vs_raw()
 
 
 def _si(x: float) -> str:

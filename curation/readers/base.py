@@ -14,8 +14,8 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from curation.document import make_document_id, new_document
-from curation.stage import RAW_KEY, READ_ERROR_KEY
+from curation.core.document import make_document_id, new_document
+from curation.core.stage import RAW_KEY, READ_ERROR_KEY
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from curation.document import make_document_id
+from curation.core.document import make_document_id
 from curation.readers.base import InputFile, OutsideDataRoots, raw_document
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")

@@ -1,38 +1,19 @@
-"""Near-duplicate removal, the parts that are plain functions over arrays (no Ray, no files).
+"""LSH buckets to edges, and connected components by alternating large-star / small-star steps.
 
-The pipeline computes MinHash signatures and LSH band keys per document, groups equal band keys
-across workers, turns each bucket into edges, finds connected components with the alternating
-large-star / small-star algorithm (Kiveris et al., "Connected Components in MapReduce and Beyond",
-SoCC 2014) over hash partitions of the edges, and then picks one survivor per component. datasketch
-has no distributed banding or clustering and datatrove clusters in a single task, which is why
-these pieces are written here.
-
-Exact duplicates (the same word sequence) always share every band, so each exact-duplicate group
-lies inside one component; that lets one graph serve both steps: first one document per exact
-group survives, then one per component.
+Plain functions over arrays (no Ray, no files). datasketch has no distributed banding or
+clustering and datatrove clusters in a single task, which is why these pieces are written here;
+the components are found with the algorithm of Kiveris et al., "Connected Components in MapReduce
+and Beyond" (SoCC 2014), over hash partitions of the edges (``curation.dedup.steps``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
-import xxhash
-
-from curation.minhash import words
-from curation.stage import Stage
-
-EXACT_REASON = "exact_duplicate"
-FUZZY_REASON = "near_duplicate"
 
 
-def exact_key(text: str) -> int:
-    """64-bit hash of the normalised text: lower-cased words, punctuation and spacing ignored."""
-    return xxhash.xxh3_64_intdigest(" ".join(words(text)).encode())
-
-
-def _runs(sorted_keys: np.ndarray) -> Iterator[tuple[int, int]]:
+def equal_runs(sorted_keys: np.ndarray) -> Iterator[tuple[int, int]]:
     """(start, end) of each run of equal values in a sorted array."""
     if len(sorted_keys) == 0:
         return
@@ -84,7 +65,7 @@ def _min_neighbour(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.nda
     order = np.lexsort((dst, src))
     src, dst = src[order], dst[order]
     m = np.empty_like(src)
-    for start, end in _runs(src):
+    for start, end in equal_runs(src):
         m[start:end] = min(src[start], dst[start:end].min())
     return src, dst, m
 
@@ -127,63 +108,3 @@ def edge_fingerprint(src: np.ndarray, dst: np.ndarray) -> tuple[int, int]:
     """(count, order-independent hash) of an edge set: equal across rounds means converged."""
     h = (src.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (dst.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019))
     return len(src), int(np.bitwise_xor.reduce(h)) if len(h) else 0
-
-
-@dataclass(frozen=True)
-class Decision:
-    reason: str  # EXACT_REASON | FUZZY_REASON
-    cluster: int  # the component's smallest document index
-    kept: int  # index of the document this one duplicates (the survivor of its step)
-
-
-def choose_survivors(
-    idx: np.ndarray, root: np.ndarray, score: np.ndarray, id_hash: np.ndarray, exact: np.ndarray
-) -> dict[int, Decision]:
-    """Decide which members of each component are removed, and for which survivor.
-
-    Rank: highest ``score`` first, ties broken by the hash of the document id (then the index),
-    so the choice does not depend on input order or on the number of workers.
-    Step 1, exact: in each group of equal ``exact`` keys only the best-ranked document survives.
-    Step 2, fuzzy: among the exact survivors of a component only the best-ranked survives.
-    """
-    order = np.lexsort((idx, id_hash, -score, root))
-    idx, root, exact = idx[order], root[order], exact[order]
-    decisions: dict[int, Decision] = {}
-    for start, end in _runs(root):
-        members = idx[start:end].tolist()
-        keys = exact[start:end].tolist()
-        cluster = int(root[start])
-        exact_survivor: dict[int, int] = {}
-        survivors = []
-        for member, key in zip(members, keys):  # in rank order
-            if key in exact_survivor:
-                decisions[member] = Decision(EXACT_REASON, cluster, exact_survivor[key])
-            else:
-                exact_survivor[key] = member
-                survivors.append(member)
-        for member in survivors[1:]:
-            decisions[member] = Decision(FUZZY_REASON, cluster, survivors[0])
-    return decisions
-
-
-class DuplicateRemoval(Stage):
-    """The ``dedup`` stage: removes the documents the clustering decided against.
-
-    ``decisions`` maps a document id to (reason, cluster id, id of the survivor it duplicates);
-    the removed document keeps both ids in its metadata, so ``rejected/dedup/`` says which
-    document stood in for it.
-    """
-
-    name = "dedup"
-
-    def __init__(self, decisions: dict[str, tuple[str, int, str]]):
-        self.decisions = decisions
-
-    def apply(self, doc) -> bool | tuple[bool, str]:
-        decision = self.decisions.get(doc.id)
-        if decision is None:
-            return True
-        reason, cluster, kept_id = decision
-        doc.metadata["dedup_cluster"] = cluster
-        doc.metadata["duplicate_of"] = kept_id
-        return False, reason

@@ -1,7 +1,7 @@
 """Train the quality and domain classifiers from the labelled pages we ship, and report held-out metrics.
 
-    python -m curation.train_classifier                      # both, into data/classifiers/
-    python -m curation.train_classifier domain --out-dir /tmp/models --data data/classifiers/pages.jsonl.gz
+    python -m curation.training.classifiers                      # both, into data/classifiers/
+    python -m curation.training.classifiers domain --out-dir /tmp/models --data data/classifiers/pages.jsonl.gz
 
 The data (``data/classifiers/pages.jsonl.gz``, rebuilt by ``scripts/build_classifier_data.py``
 from Debian packages) holds real English pages with a quality label, a domain and a split. Each
@@ -33,11 +33,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from curation.classifier import LABEL_PREFIX, FastTextModel, card_path, normalize
+from curation.filters.classifier import LABEL_PREFIX, FastTextModel, card_path, normalize
 
 logger = logging.getLogger(__name__)
 
-CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "data" / "classifiers"
+CLASSIFIER_DIR = Path(__file__).resolve().parents[2] / "data" / "classifiers"
 DEFAULT_DATA = CLASSIFIER_DIR / "pages.jsonl.gz"
 
 
@@ -242,7 +242,7 @@ def render(result: TrainResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m curation.train_classifier", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m curation.training.classifiers", description=__doc__.splitlines()[0])
     parser.add_argument("tasks", nargs="*", metavar="{quality,domain}", help="which classifiers (default: all)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out-dir", type=Path, default=CLASSIFIER_DIR)

@@ -8,7 +8,7 @@ import re
 import cchardet
 from datatrove.data import Document
 
-from curation.stage import RAW_KEY, READ_ERROR_KEY, Stage, Verdict
+from curation.core.stage import RAW_KEY, READ_ERROR_KEY, Stage, Verdict
 
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 _BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"\x7fELF")

@@ -95,11 +95,12 @@ class StageStats:
     def domain(self, name: str) -> DomainStats:
         return self.domains.setdefault(name, DomainStats())
 
-    def record_kept(self, domain: str, size_in: tuple[int, int], size_out: tuple[int, int]) -> None:
+    def record_kept(self, domain: str, size_in: tuple[int, int], size_out: tuple[int, int], copies: int = 1) -> None:
+        """``out`` counts every copy that goes on (the mix repeats documents of a scarce domain)."""
         d = self.domain(domain)
         d.in_.add(*size_in)
         d.kept.add(*size_in)
-        d.out.add(*size_out)
+        d.out.add(size_out[0] * copies, size_out[1] * copies, docs=copies)
 
     def record_reassigned(self, domain: str, new_domain: str, size_out: tuple[int, int]) -> None:
         self.domain(domain).reassigned.setdefault(new_domain, Counts()).add(*size_out)

@@ -13,7 +13,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.language_filter import LanguageFilter
 from datatrove.utils.lid import FT176LID
 
-from curation.stage import Stage, Verdict
+from curation.core.stage import Stage, Verdict
 
 
 def bundled_lid_model() -> Path:

@@ -8,8 +8,8 @@ from functools import partial
 from datatrove.data import Document
 from datatrove.pipeline.extractors.trafilatura import Trafilatura
 
-from curation.extract_worker import WALL_CLOCK_FACTOR, ExtractionWorker
-from curation.stage import Stage, Verdict
+from curation.extraction.extract_worker import WALL_CLOCK_FACTOR, ExtractionWorker
+from curation.core.stage import Stage, Verdict
 
 logger = logging.getLogger(__name__)
 

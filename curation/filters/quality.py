@@ -15,9 +15,9 @@ from datatrove.pipeline.filters import (
 )
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from curation.gopher_repetition import FastGopherRepetitionFilter
-from curation.stage import Stage, Verdict
-from curation.words import shared_word_tokenizer
+from curation.filters.gopher_repetition import FastGopherRepetitionFilter
+from curation.core.stage import Stage, Verdict
+from curation.filters.words import shared_word_tokenizer
 
 
 class DatatroveFilterStage(Stage):
@@ -32,14 +32,14 @@ class DatatroveFilterStage(Stage):
 
 
 QUALITY_FILTERS: dict[str, type[BaseFilter]] = {
-    "gopher_repetition": FastGopherRepetitionFilter,  # datatrove's decisions, faster (curation.gopher_repetition)
+    "gopher_repetition": FastGopherRepetitionFilter,  # datatrove's decisions, faster (curation.filters.gopher_repetition)
     "gopher_quality": GopherQualityFilter,
     "c4_quality": C4QualityFilter,
     "fineweb_quality": FineWebQualityFilter,
 }
 
 
-# the filters that split words: given one tokenizer, they split each document once (curation.words)
+# the filters that split words: given one tokenizer, they split each document once (curation.filters.words)
 WORD_SPLITTING = ("gopher_repetition", "gopher_quality", "fineweb_quality")
 
 

@@ -1,4 +1,5 @@
-"""The API as a real process (``python -m service``) against a real Ray head, for the service tests."""
+"""The API as a real process (``python -m service``) against a real Ray head: what the service
+tests and the API load benchmark drive, as a client would."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ class ApiProcess:
         deadline = time.monotonic() + timeout_s
         while True:
             status, job = self.call("GET", f"/v1/jobs/{job_id}")
-            assert status == 200, job
+            if status != 200:
+                raise RuntimeError(f"GET /v1/jobs/{job_id}: {status} {job}")
             if seen is not None:
                 seen.append(job)
             if job["state"] in until:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from curation.stage import Stage, Verdict
+from curation.core.stage import Stage, Verdict
 
 # doc id -> (extracted text, None) or (None, rejection reason)
 Remembered = dict[str, tuple[str | None, str | None]]

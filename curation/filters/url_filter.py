@@ -19,7 +19,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.utils._import_utils import ASSETS_PATH
 
-from curation.stage import Stage, Verdict
+from curation.core.stage import Stage, Verdict
 
 logger = logging.getLogger(__name__)
 

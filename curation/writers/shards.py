@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
 
-from curation.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, documents_to_table, rejected_to_table, table_to_documents
+from curation.core.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, documents_to_table, rejected_to_table, table_to_documents
+from curation.core.files import temporary_path
 
 
 class ShardWriter:
@@ -32,7 +33,7 @@ class ShardWriter:
 
     @property
     def _tmp(self) -> Path:
-        return self.path.with_name(self.path.name + ".tmp")
+        return temporary_path(self.path)
 
     def _to_table(self, rows: list) -> pa.Table:
         return documents_to_table(rows) if self.schema is DOCUMENT_SCHEMA else rejected_to_table(rows)

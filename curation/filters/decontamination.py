@@ -32,7 +32,7 @@ from datatrove.data import Document
 from datatrove.utils.text import TextNormConfig, simplify_text
 from xxhash import xxh64_intdigest
 
-from curation.stage import Stage, Verdict
+from curation.core.stage import Stage, Verdict
 
 NORMALISATION = TextNormConfig()  # datatrove's defaults, as its decontamination uses
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datatrove.data import Document
 from datatrove.pipeline.formatters.pii import PIIFormatter, public_ip_validator
 
-from curation.stage import Stage, Verdict
+from curation.core.stage import Stage, Verdict
 
 IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]|\.\d)")  # candidates; ipaddress decides
 PHONE = re.compile(

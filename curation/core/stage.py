@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from datatrove.data import Document
 
-from curation.stats import StageStats
+from curation.core.stats import StageStats
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,10 @@ class Stage(ABC):
     @abstractmethod
     def apply(self, doc: Document) -> Verdict:
         """Keep (True) or reject (False, or (False, reason)) one document; may rewrite it."""
+
+    def copies(self, doc: Document) -> int:
+        """How many times a kept document goes on: 1, except where mixing repeats a domain's documents."""
+        return 1
 
 
 class ShardStage(Stage):
@@ -172,7 +176,7 @@ def run_stage(
             counters.clear()
         if keep:
             size_out = measure(doc)
-            stats.record_kept(domain, size_in, size_out)
+            stats.record_kept(domain, size_in, size_out, stage.copies(doc))
             if doc.metadata["domain"] != domain:
                 stats.record_reassigned(domain, doc.metadata["domain"], size_out)
             yield doc
@@ -181,3 +185,16 @@ def run_stage(
             doc.metadata["domain"] = domain
             stats.record_rejected(domain, reason, size_in)
             reject(doc, reason, doc.metadata.get(RAW_KEY))
+
+
+def run_stages(
+    stages: list[Stage],
+    docs: Iterable[Document],
+    stats: dict[str, StageStats],
+    measure: TextMeasure,
+    reject: Callable[[str, Document, str, bytes | None], None],
+) -> Iterator[Document]:
+    """``docs`` streamed through every stage in turn; ``reject`` also receives the stage's name."""
+    for stage in stages:
+        docs = run_stage(stage, docs, stats[stage.name], measure, lambda d, r, raw, s=stage.name: reject(s, d, r, raw))
+    return docs

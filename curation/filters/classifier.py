@@ -1,4 +1,4 @@
-"""fastText text classifiers trained by ``curation.train_classifier``, and the stages that use them.
+"""fastText text classifiers trained by ``curation.training.classifiers``, and the stages that use them.
 
 ``quality_classifier`` scores every document with P(high quality) (DCLM's recipe: a fastText
 model separating reference prose from boilerplate and link lists), writes the score to
@@ -13,6 +13,8 @@ prediction and its confidence in their metadata, and ``domain_source`` (``tagged
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import re
@@ -21,8 +23,8 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from curation.document import UNTAGGED, stable_hash
-from curation.stage import ShardStage, Stage, Verdict
+from curation.core.document import UNTAGGED, stable_hash
+from curation.core.stage import ShardStage, Stage, Verdict
 
 LABEL_PREFIX = "__label__"
 FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # the first 4 bytes of every .bin/.ftz model
@@ -50,16 +52,35 @@ def card_path(model_path: str | Path) -> Path:
 
 
 def check_model_file(path: str | Path) -> dict:
-    """The model's card, after checking that the model is a fastText file; ValueError says why not."""
+    """The model's card, after checking that the model is a fastText file; ValueError says why not.
+
+    A config names its models and is validated many times (every API request, every load), so
+    the check is remembered per file version (path, size, modification time of model and card):
+    a validation costs two ``stat`` calls, and a replaced model or card is read again.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no fastText model at {path}")
+    card = card_path(path)
+    return copy.deepcopy(_checked_card(str(path), _version(path), _version(card)))
+
+
+def _version(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)  # failures raise, and are not remembered
+def _checked_card(path: str, model_version: tuple | None, card_version: tuple | None) -> dict:
     with open(path, "rb") as f:
         if f.read(4) != FASTTEXT_MAGIC:
             raise ValueError(f"{path} is not a fastText model")
     card = card_path(path)
     if not card.is_file():
-        raise ValueError(f"no model card {card.name} beside {path} (python -m curation.train_classifier writes both)")
+        raise ValueError(f"no model card {card.name} beside {path} (python -m curation.training.classifiers writes both)")
     return json.loads(card.read_text())
 
 

@@ -1,0 +1,1 @@
+"""The document, the stage contract and its accounting: what every block of curation shares."""

@@ -1,0 +1,1 @@
+"""From record bytes to text: decoding to Unicode, then main-text extraction from HTML."""

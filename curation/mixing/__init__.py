@@ -1,0 +1,1 @@
+"""Mixing the curated documents in tokens at target domain ratios."""

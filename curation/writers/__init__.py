@@ -1,0 +1,1 @@
+"""Writing documents to shards on disk (and reading them back)."""
