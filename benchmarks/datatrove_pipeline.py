@@ -81,7 +81,7 @@ def run(config_path: str, work: Path, workers: int) -> dict:
     from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.hashing import HashConfig
 
-    from pipelines.config import load_config
+    from pipelines.config_loading import load_config
 
     cfg = load_config(config_path, [])
     files = sorted({p for s in cfg.sources for pattern in s.paths for p in glob.glob(pattern)})

@@ -31,7 +31,7 @@ from pipelines.ablation_config import AblationConfig, Variant, load_ablation_con
 from pipelines.ablation_report import plot, render_markdown, variant_summary
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.ray_runtime import ray_session
-from pipelines.run_dir import atomic_write_bytes, atomic_write_json
+from curation.core.files import atomic_write_bytes, atomic_write_json
 from pipelines.web_corpus import run_web_corpus
 
 logger = logging.getLogger("pipelines.ablate")

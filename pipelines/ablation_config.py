@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.config import ConfigError, WebCorpusConfig, load_config
+from pipelines.config import ConfigError, WebCorpusConfig
+from pipelines.config_loading import load_config
 
 NAME = r"^[A-Za-z0-9_.-]+$"
 

@@ -11,7 +11,8 @@ from curation.core.document import new_document
 from curation.readers import InputFile, read_file
 from curation.core.stage import RAW_KEY, TextMeasure, run_stage
 from curation.core.stats import StageStats
-from pipelines.config import ConfigError, WebCorpusConfig, load_config
+from pipelines.config import ConfigError, WebCorpusConfig
+from pipelines.config_loading import load_config
 from pipelines.decontaminate_config import EVAL_TEXT
 from pipelines.stages import build_stages, stage_names
 from tests.conftest import CORPUS
