@@ -188,19 +188,45 @@ def _jobs_collector(store: JobStore):
 
 
 # ---- the app ------------------------------------------------------------------------------------
+class Context:
+    """What the routes share: the settings, the job store, the job service (made at start-up) and access checks."""
+
+    def __init__(self, settings: ServiceSettings, store: JobStore):
+        self.settings, self.store = settings, store
+        self.service: JobService | None = None
+
+    def jobs(self) -> JobService:
+        return self.service
+
+    def authorized(self, request: Request) -> None:  # the Guard checked already; kept on every mutating route as well
+        if not bearer_matches(request.headers.get("authorization", "").encode("latin-1"), [self.settings.api_token]):
+            raise ApiError(401, "Authorization", "a valid bearer token is required for this call")
+
+    def reader(self, request: Request) -> bool:
+        return bearer_matches(request.headers.get("authorization", "").encode("latin-1"), [self.settings.api_token, self.settings.read_token])
+
+    def read_authorized(self, request: Request) -> None:
+        if not self.reader(request):
+            raise ApiError(401, "Authorization", "document text, metrics and error details need the API token or the read token")
+
+    def job_or_404(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise ApiError(404, "job_id", f"no job {job_id!r}")
+        return job
+
+
 def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = None, poll_interval_s: float = 1.0) -> FastAPI:
     settings = settings or ServiceSettings.from_env()
-    store = JobStore(settings.database_url)
+    ctx = Context(settings, JobStore(settings.database_url))
     registry = CollectorRegistry()
     latency = Histogram("curation_http_request_seconds", "API latency by route", ["method", "route"], registry=registry,
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-    registry.register(_jobs_collector(store))
-    state: dict = {}
+    registry.register(_jobs_collector(ctx.store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        jobs = JobService(settings, store, ray or RayJobs(settings))
-        state["jobs"] = jobs
+        jobs = ctx.service = JobService(settings, ctx.store, ray or RayJobs(settings))
         jobs.recover_unsubmitted()  # jobs an earlier API process was killed while submitting
         jobs.sync_all()  # jobs that ended while no API process watched them
         jobs.start_polling(poll_interval_s)
@@ -212,29 +238,15 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
                   description="Curation and training jobs on Ray, with the retention funnel of every run.")
     app.add_middleware(Guard, limit=settings.max_request_bytes, hosts=settings.allowed_hosts, token=settings.api_token,
                        body_timeout_s=settings.body_timeout_s)
-
-    def jobs() -> JobService:
-        return state["jobs"]
-
-    def authorized(request: Request) -> None:  # the Guard checked already; kept on every mutating route as well
-        if not bearer_matches(request.headers.get("authorization", "").encode("latin-1"), [settings.api_token]):
-            raise ApiError(401, "Authorization", "a valid bearer token is required for this call")
-
-    def reader(request: Request) -> bool:
-        return bearer_matches(request.headers.get("authorization", "").encode("latin-1"), [settings.api_token, settings.read_token])
-
-    def read_authorized(request: Request) -> None:
-        if not reader(request):
-            raise ApiError(401, "Authorization", "document text, metrics and error details need the API token or the read token")
-
-    def job_or_404(job_id: str) -> Job:
-        job = store.get(job_id)
-        if job is None:
-            raise ApiError(404, "job_id", f"no job {job_id!r}")
-        return job
-
     app.add_middleware(Timing, histogram=latency)
+    _error_handlers(app)
+    _submission_routes(app, ctx)
+    _job_routes(app, ctx)
+    _operations_routes(app, ctx, registry)
+    return app
 
+
+def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
         return _problem(exc.status, exc.field, exc.message)
@@ -269,41 +281,44 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
     async def http_error(_: Request, exc: StarletteHTTPException):
         return _problem(exc.status_code, "path" if exc.status_code in (404, 405) else "request", str(exc.detail))
 
-    # ---- routes ---------------------------------------------------------------------------------
-    @app.post("/v1/jobs/curation", status_code=201, response_model=JobOut, dependencies=[Depends(authorized)])
-    def submit_curation(body: CurationJobRequest) -> JobOut:
-        job = jobs().submit_curation(body.config)
-        return JobOut.of(job, queue_position=jobs().queue_position(job))
 
-    @app.post("/v1/jobs/training", status_code=201, response_model=JobOut, dependencies=[Depends(authorized)])
+def _submission_routes(app: FastAPI, ctx: Context) -> None:
+    @app.post("/v1/jobs/curation", status_code=201, response_model=JobOut, dependencies=[Depends(ctx.authorized)])
+    def submit_curation(body: CurationJobRequest) -> JobOut:
+        job = ctx.jobs().submit_curation(body.config)
+        return JobOut.of(job, queue_position=ctx.jobs().queue_position(job))
+
+    @app.post("/v1/jobs/training", status_code=201, response_model=JobOut, dependencies=[Depends(ctx.authorized)])
     def submit_training(body: TrainingJobRequest) -> JobOut:
         parent = None
         if body.curation_job is not None:
-            parent = store.get(body.curation_job)
+            parent = ctx.store.get(body.curation_job)
             if parent is None or parent.kind != "curation":
                 raise ApiError(404, "curation_job", f"no curation job {body.curation_job!r}")
-            parent = jobs().sync(parent)
+            parent = ctx.jobs().sync(parent)
             if parent.state != "succeeded":
                 raise JobError("curation_job", f"curation job {parent.id} is {parent.state}, not succeeded: no token shards to train on")
             manifest = str(Path(parent.output_dir) / "tokens" / "manifest.json")
         else:
-            manifest = confine_read(body.manifest, "manifest", settings.data_roots, PROJECT_ROOT)
+            manifest = confine_read(body.manifest, "manifest", ctx.settings.data_roots, PROJECT_ROOT)
         if body.workers is not None and (body.nproc != 1 or body.gpus_per_proc):
             raise ApiError(422, "workers", "give workers (Ray Train over the cluster) or nproc/gpus_per_proc (one node), not both")
         placement = {"workers": body.workers, "cpus_per_worker": body.cpus_per_worker, "gpus_per_worker": body.gpus_per_worker} if body.workers else None
-        job = jobs().submit_training(manifest, body.preset, body.overrides, body.nproc, body.gpus_per_proc, parent, placement)
-        return JobOut.of(job, queue_position=jobs().queue_position(job))
+        job = ctx.jobs().submit_training(manifest, body.preset, body.overrides, body.nproc, body.gpus_per_proc, parent, placement)
+        return JobOut.of(job, queue_position=ctx.jobs().queue_position(job))
 
+
+def _job_routes(app: FastAPI, ctx: Context) -> None:
     @app.get("/v1/jobs", response_model=list[JobOut])
     def list_jobs(request: Request, kind: Literal["curation", "training"] | None = None,
                   state_: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="state")] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobOut]:
-        can_read = reader(request)
-        return [JobOut.of(j, queue_position=jobs().queue_position(j), reader=can_read) for j in store.list(kind, state_, limit)]
+        can_read = ctx.reader(request)
+        return [JobOut.of(j, queue_position=ctx.jobs().queue_position(j), reader=can_read) for j in ctx.store.list(kind, state_, limit)]
 
     @app.get("/v1/jobs/{job_id}", response_model=JobOut)
     def get_job(job_id: str, request: Request) -> JobOut:
-        job = job_or_404(job_id)
+        job = ctx.job_or_404(job_id)
         if job.kind == "curation":
             progress = run_views.curation_progress(Path(job.output_dir), JobService.stage_names(job))
         else:
@@ -315,11 +330,11 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
                 progress["workers"] = run_views.training_workers(Path(job.output_dir))
         if job.state == "succeeded":
             progress["overall_percent"] = 100.0
-        return JobOut.of(job, progress, jobs().queue_position(job), reader=reader(request))
+        return JobOut.of(job, progress, ctx.jobs().queue_position(job), reader=ctx.reader(request))
 
     @app.get("/v1/jobs/{job_id}/funnel")
     def get_funnel(job_id: str) -> dict:
-        job = job_or_404(job_id)
+        job = ctx.job_or_404(job_id)
         if job.kind != "curation":
             raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only curation jobs have a funnel")
         funnel = run_views.curation_funnel(Path(job.output_dir), JobService.stage_names(job))
@@ -327,9 +342,9 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
             raise ApiError(404, "job_id", f"job {job_id} has not completed a shard yet (state {job.state})")
         return {"job": job.id, "state": job.state, **funnel}
 
-    @app.get("/v1/jobs/{job_id}/rejected", dependencies=[Depends(read_authorized)])
+    @app.get("/v1/jobs/{job_id}/rejected", dependencies=[Depends(ctx.read_authorized)])
     def get_rejected(job_id: str, stage: str, reason: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
-        job = job_or_404(job_id)
+        job = ctx.job_or_404(job_id)
         if job.kind != "curation":
             raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only curation jobs reject documents")
         names = JobService.stage_names(job)
@@ -338,20 +353,22 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
         docs = run_views.rejected_sample(Path(job.output_dir), stage, reason, limit)
         return {"job": job.id, "stage": stage, "reason": reason, "documents": docs}
 
-    @app.get("/v1/jobs/{job_id}/metrics", dependencies=[Depends(read_authorized)])
+    @app.get("/v1/jobs/{job_id}/metrics", dependencies=[Depends(ctx.read_authorized)])
     def get_metrics(job_id: str, max_points: Annotated[int, Query(ge=1, le=100_000)] = 2000) -> dict:
-        job = job_or_404(job_id)
+        job = ctx.job_or_404(job_id)
         if job.kind != "training":
             raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only training jobs have training metrics")
         return {"job": job.id, "state": job.state, "metrics": run_views.training_metrics(Path(job.output_dir), max_points)}
 
-    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, status_code=202, dependencies=[Depends(authorized)])
+
+def _operations_routes(app: FastAPI, ctx: Context, registry: CollectorRegistry) -> None:
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, status_code=202, dependencies=[Depends(ctx.authorized)])
     def cancel(job_id: str) -> JobOut:
-        return JobOut.of(jobs().cancel(job_or_404(job_id)))
+        return JobOut.of(ctx.jobs().cancel(ctx.job_or_404(job_id)))
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "ray_jobs_api": jobs().ray.address, "jobs": sum(store.count_by_state().values())}
+        return {"status": "ok", "ray_jobs_api": ctx.jobs().ray.address, "jobs": sum(ctx.store.count_by_state().values())}
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -360,5 +377,3 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(DASHBOARD, media_type="text/html")
-
-    return app
