@@ -157,7 +157,7 @@ def test_every_path_field_of_both_configs_is_marked_and_known():
     not_paths = {"run_name", "sources.*.name", "sources.*.format", "sources.*.domain", "sources.*.content_type", "sources.*.text_field",
                  "sources.*.url_field", "sources.*.id_field", "url_filter.blocked_domains", "url_filter.blocked_urls",
                  "url_filter.blocked_words", "url_filter.allowed_schemes", "language.languages", "dedup.score_field",
-                 "tokenizer.model_type", "ray.address", "mix.targets"}
+                 "tokenizer.model_type", "ray.address", "mix.targets", "extract.engine", "read.warc_reader"}
     not_paths |= {"model.norm", "model.positions", "model.mlp", "model.init", "model.attention_pattern", "model.attention_backend",
                   "objective.kind", "optim.schedule", "parallel.sharding", "parallel.mixed_precision", "data.ratios", "data.schedule"}
 

@@ -107,7 +107,7 @@ def test_path_fields_carry_their_marker_and_no_other_field_does():
         return found
 
     schema = TrainConfig.model_json_schema()
-    assert marked(schema, schema["$defs"]) == {"data.manifest": "read", "distill.teacher": "read", "out_dir": "write"}
+    assert marked(schema, schema["$defs"]) == {"data.manifest": "read", "distill.teacher": "read", "log.eval_text": "read", "out_dir": "write"}
     assert path_fields() == marked(schema, schema["$defs"])
 
 
