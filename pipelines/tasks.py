@@ -19,7 +19,7 @@ from curation.readers import read_file
 from curation.shards import document_writer, rejected_writer
 from curation.stage import Stage, TextMeasure, run_stage
 from curation.stats import StageStats
-from pipelines import extract_cache
+from pipelines import sample_cache
 from pipelines.config import WebCorpusConfig
 from pipelines.inputs import Shard
 from pipelines.run_dir import RunDir, atomic_write_json
@@ -57,7 +57,7 @@ def sample_shard_for_tokenizer(cfg: WebCorpusConfig, shard: Shard, max_chars: in
     _quiet_datatrove_logs()
     threshold = int(cfg.tokenizer.sample_rate * _HASH_SPACE)
     sampled = (d for d in read_file(shard.file) if stable_hash(d.id) < threshold)
-    stages, memo = extract_cache.remembering(build_stages(cfg), record=True)  # the curate pass reuses these extractions
+    stages = sample_cache.replaying(build_stages(cfg), record=True)  # the curate pass replays what these stages do
     stats = {s.name: StageStats(s.name) for s in stages}
     out, chars = [], 0
     with ExitStack() as stack:
@@ -68,7 +68,7 @@ def sample_shard_for_tokenizer(cfg: WebCorpusConfig, shard: Shard, max_chars: in
             chars += len(doc.text)
             if chars >= max_chars:
                 break
-    extract_cache.save(RunDir(cfg.run_dir), shard.name, memo.recorded)
+    sample_cache.save(RunDir(cfg.run_dir), shard.name, stages)
     return out
 
 
@@ -83,7 +83,7 @@ def curate_shard(cfg: WebCorpusConfig, shard: Shard) -> dict:
     start = time.perf_counter()
     tokenizer = Tokenizer(run.tokenizer_model)
     measure = TextMeasure(tokenizer.count)
-    stages, memo = extract_cache.remembering(build_stages(cfg), known=extract_cache.load(run, shard.name))
+    stages = sample_cache.replaying(build_stages(cfg), known=sample_cache.load(run, shard.name))
     stats = {s.name: StageStats(s.name) for s in stages}
     kept = document_writer(run.filtered(shard.name))
     rejected = {s.name: rejected_writer(run.rejected(s.name, shard.name)) for s in stages}
@@ -114,6 +114,6 @@ def curate_shard(cfg: WebCorpusConfig, shard: Shard) -> dict:
         "stages": [stats[s.name].to_dict() for s in stages],
     }
     atomic_write_json(run.shard_stats("curate", shard.name), payload)
-    extract_cache.drop(run, shard.name)
-    logger.debug("%s: %d extractions reused from the tokenizer's sample pass", shard.name, memo.reused)
+    sample_cache.drop(run, shard.name)
+    logger.debug("%s: %d stage results replayed from the tokenizer's sample pass", shard.name, sample_cache.replayed(stages))
     return payload
