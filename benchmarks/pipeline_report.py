@@ -151,6 +151,7 @@ def _side(label: str, side: dict, records: int, html_bytes: int, cores: int) -> 
         f"  wall {wall:.1f} s   {records / wall / cores:.1f} docs/s per core   {html_bytes / 1e6 / wall / cores:.2f} MB/s per core (HTML)",
         f"  CPU time of the process tree {side['process'].get('cpu_s', 0):.0f} s = {1000 * side['process'].get('cpu_s', 0) / records:.1f} ms per record "
         "(the cost a busy machine changes least)",
+        "  CPU by process: " + ", ".join(f"{k} {v:.0f} s" for k, v in list(side["process"].get("cpu_by_process", {}).items())[:6]),
         f"  peak RSS: driver {_mib(peak['driver'])}, largest other process {_mib(peak['largest_other'])} ({peak['largest_other_name']}), "
         f"tree sum {_mib(peak['tree'])} over up to {peak['processes']} processes",
         f"  records read {side['records']}, kept after FineWeb filter {side['kept_after_fineweb']}, after dedup {side['kept_after_dedup']}",
