@@ -151,6 +151,7 @@ def _side(label: str, side: dict, records: int, html_bytes: int, cores: int) -> 
         f"  wall {wall:.1f} s   {records / wall / cores:.1f} docs/s per core   {html_bytes / 1e6 / wall / cores:.2f} MB/s per core (HTML)",
         f"  CPU time of the process tree {side['process'].get('cpu_s', 0):.0f} s = {1000 * side['process'].get('cpu_s', 0) / records:.1f} ms per record "
         "(the cost a busy machine changes least)",
+        "  CPU by process: " + ", ".join(f"{k} {v:.0f} s" for k, v in list(side["process"].get("cpu_by_process", {}).items())[:6]),
         f"  peak RSS: driver {_mib(peak['driver'])}, largest other process {_mib(peak['largest_other'])} ({peak['largest_other_name']}), "
         f"tree sum {_mib(peak['tree'])} over up to {peak['processes']} processes",
         f"  records read {side['records']}, kept after FineWeb filter {side['kept_after_fineweb']}, after dedup {side['kept_after_dedup']}",
@@ -217,19 +218,20 @@ def scaling(results_dir: Path, cores: int) -> str:
         return ""
     results.sort(key=lambda r: float(r["size"]))
     sides = [k for k in ("ours", "ours_fast", "datatrove") if any(k in r for r in results)]
-    header = f"{'size':>5}{'records':>9}" + "".join(f"{s + ' ms/doc':>22}{'vs 0.1':>8}" for s in sides) + f"{'driver RSS':>12}"
-    lines = [f"scaling on {cores} cores (time per document, whole run; 'vs 0.1': relative to the smallest size measured)", header]
+    header = f"{'size':>5}{'records':>9}" + "".join(f"{s + ' wall ms/doc':>24}{'CPU ms/doc':>12}{'vs first':>9}{'driver RSS':>12}" for s in sides)
+    lines = [f"scaling on {cores} cores (per document, whole run; 'vs first': CPU time per document relative to the smallest size "
+             "measured, the figure a busy shared machine changes least)", header]
     base: dict[str, float] = {}
     for r in results:
         row = f"{r['size']:>5}{r['corpus']['records']:>9}"
         for s in sides:
             if s in r:
                 ms = 1000 * r[s]["wall_s"] / r["corpus"]["records"]
-                base.setdefault(s, ms)
-                row += f"{ms:>22.2f}{ms / base[s]:>8.2f}"
+                cpu = 1000 * r[s]["process"].get("cpu_s", 0) / r["corpus"]["records"]
+                base.setdefault(s, cpu or 1.0)
+                row += f"{ms:>24.2f}{cpu:>12.2f}{cpu / base[s]:>9.2f}{_mib(r[s]['process']['peak_rss']['driver']):>12}"
             else:
-                row += f"{'-':>22}{'':>8}"
-        row += f"{_mib(r['ours']['process']['peak_rss']['driver']):>12}"
+                row += f"{'-':>24}{'':>12}{'':>9}{'':>12}"
         lines.append(row)
     text = "\n".join(lines) + "\n"
     (results_dir / f"pipeline-scaling-{cores}core.txt").write_text(text)
@@ -245,11 +247,11 @@ def _plot(results: list[dict], sides: list[str], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for s in sides:
-        pts = [(r["corpus"]["records"], 1000 * r[s]["wall_s"] / r["corpus"]["records"]) for r in results if s in r]
+        pts = [(r["corpus"]["records"], 1000 * r[s]["process"].get("cpu_s", 0) / r["corpus"]["records"]) for r in results if s in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s)
     ax.set_xscale("log")
     ax.set_xlabel("records (scale corpus 0.1 / 0.3 / 1 GB of HTML)")
-    ax.set_ylabel("wall ms per document")
+    ax.set_ylabel("CPU ms per document (process tree)")
     ax.set_title(f"whole pipeline, {results[0]['cores']} cores (shared machine)")
     ax.legend()
     ax.grid(alpha=0.3)

@@ -24,6 +24,13 @@ class TreeMonitor(threading.Thread):
         self.done = threading.Event()
         self.peak = {"driver": 0, "largest_other": 0, "largest_other_name": "", "tree": 0, "processes": 0}
         self.cpu_s: dict[int, float] = {}  # user + system seconds per process, as last seen
+        self.kind: dict[int, str] = {}  # what each process is, to say where the CPU time went
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, cpu in self.cpu_s.items():
+            out[self.kind.get(pid, "?")] = out.get(self.kind.get(pid, "?"), 0.0) + cpu
+        return dict(sorted(((k, round(v, 1)) for k, v in out.items()), key=lambda kv: -kv[1]))
 
     def cpu_total(self) -> float:
         """CPU seconds of the tree (a process's last 0.2 s before it exits can be missed): load hardly changes it."""
@@ -40,6 +47,8 @@ class TreeMonitor(threading.Thread):
                 rss[proc] = proc.memory_info().rss
                 times = proc.cpu_times()
                 self.cpu_s[proc.pid] = max(self.cpu_s.get(proc.pid, 0.0), times.user + times.system)
+                if proc.pid not in self.kind:
+                    self.kind[proc.pid] = "driver" if proc == self.root else _kind(proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         peak = self.peak
@@ -61,6 +70,23 @@ class TreeMonitor(threading.Thread):
             self.sample()
 
 
+def _kind(proc: psutil.Process) -> str:
+    """A short name: ``ray::curate_shard``, ``raylet``, ``gcs_server``, ``python -m X`` ..."""
+    try:
+        cmd = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "?"
+    if not cmd:
+        return proc.name()
+    if cmd[0].startswith("ray::"):
+        return cmd[0].split()[0]
+    if "-m" in cmd[:3]:
+        return "python -m " + cmd[cmd.index("-m") + 1]
+    if "-c" in cmd[:3]:
+        return "python -c (worker pool)"
+    return cmd[0].rsplit("/", 1)[-1] if len(cmd) == 1 or not cmd[0].endswith("python") else cmd[1].rsplit("/", 1)[-1]
+
+
 def run_monitored(cmd: list[str], env: dict, log: Path, interval_s: float = 0.2) -> dict:
     """Run ``cmd`` (stdout and stderr to ``log``); its wall time, exit code and peak memory in bytes."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -72,4 +98,4 @@ def run_monitored(cmd: list[str], env: dict, log: Path, interval_s: float = 0.2)
         returncode = proc.wait()
         monitor.done.set()
         monitor.join()
-    return {"wall_s": time.perf_counter() - start, "cpu_s": monitor.cpu_total(), "returncode": returncode, "peak_rss": monitor.peak, "log": str(log)}
+    return {"wall_s": time.perf_counter() - start, "cpu_s": monitor.cpu_total(), "cpu_by_process": monitor.cpu_by_kind(), "returncode": returncode, "peak_rss": monitor.peak, "log": str(log)}

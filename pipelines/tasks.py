@@ -20,7 +20,7 @@ from curation.dedup.steps import decisions_dir
 from curation.readers import read_file
 from curation.writers.shards import read_documents
 from curation.writers.stage_outputs import write_stage_outputs
-from pipelines import extract_cache
+from pipelines import sample_cache
 from pipelines.inputs import Shard
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, DEDUP, StagePlan, build
@@ -51,11 +51,11 @@ def _finish_shard(run: RunDir, phase: str, shard: str, started: float, stats: li
 
 def sample_shard_for_tokenizer(run: RunDir, shard: Shard, plan: StagePlan, sample_rate: float, max_chars: int) -> list[tuple[str, str, int]]:
     """Curated text of a deterministic sample of the shard's records: (domain, text, id hash) triples.
-    Its extractions are kept for the curate pass, so no record is extracted twice."""
+    What its stages did is kept for the curate pass, so no record is worked on twice."""
     _quiet_datatrove_logs()
-    stages, memo = extract_cache.remembering(build(plan), record=True)
+    stages = sample_cache.replaying(build(plan), record=True)  # the curate pass replays what these stages do
     sample = sample_curated_text(read_file(shard.file), stages, sample_rate, max_chars)
-    extract_cache.save(run, shard.name, memo.recorded)
+    sample_cache.save(run, shard.name, stages)
     return sample
 
 
@@ -63,14 +63,14 @@ def curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
     """Every per-document stage over one input shard into ``filtered/`` and ``rejected/``; its funnel."""
     _quiet_datatrove_logs()
     started = time.perf_counter()
-    stages, memo = extract_cache.remembering(build(plan), known=extract_cache.load(run, shard.name))
+    stages = sample_cache.replaying(build(plan), known=sample_cache.load(run, shard.name))
     stats = write_stage_outputs(
         stages, read_file(shard.file), _token_measure(run), run.filtered(shard.name), lambda stage: run.rejected(stage, shard.name)
     )
     where = {"input": shard.file.path, "source": shard.file.source, "domain": shard.file.domain}
     payload = _finish_shard(run, CURATE.name, shard.name, started, stats, **where)
-    extract_cache.drop(run, shard.name)
-    logger.debug("%s: %d extractions reused from the tokenizer's sample pass", shard.name, memo.reused)
+    sample_cache.drop(run, shard.name)
+    logger.debug("%s: %d stage results replayed from the tokenizer's sample pass", shard.name, sample_cache.replayed(stages))
     return payload
 
 

@@ -1,0 +1,68 @@
+"""Stages that remember: what a stage did to a document in an earlier pass is replayed, not redone.
+
+The tokenizer's sample pass runs the run's stages over a sample of each shard (half its records by
+default) before the shard is curated, so the tokenizer learns from text that survives curation.
+Without this, the curate pass did all of that work again for every sampled record: each
+extraction, language ID, every filter and classifier. Each stage is deterministic for a given
+document and config (extraction's timeout counts CPU time, not the wall clock), so what it did in
+the sample pass (its verdict, the text it produced, the metadata it set or removed, its counters)
+is what it would do again; the curate pass replays it and runs only the records the sample left
+out. A stage that decides over the whole shard (``ShardStage``) is never replayed: its verdict
+depends on the other documents.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from datatrove.data import Document
+
+from curation.core.stage import ShardStage, Stage, Verdict
+
+# what one stage did to one document: verdict, new text (None: unchanged), metadata set, metadata removed, counters
+Effect = tuple[Verdict, "str | None", dict, list, "dict | None"]
+
+
+class Replaying(Stage):
+    """Wraps a stage: replays ``known`` effects by document id, and (``record``) records the ones it computes."""
+
+    def __init__(self, stage: Stage, known: dict[str, Effect] | None = None, record: bool = False):
+        if isinstance(stage, ShardStage):
+            raise TypeError(f"{stage.name}: a shard-level stage's verdicts cannot be replayed")
+        self.stage = stage
+        self.name = stage.name
+        self.known = known or {}
+        self.recorded: dict[str, Effect] | None = {} if record else None
+        self.replayed = 0
+
+    def open(self) -> None:
+        self.stage.open()
+
+    def close(self) -> None:
+        self.stage.close()
+
+    def apply(self, doc: Document) -> Verdict:
+        effect = self.known.get(doc.id)
+        if effect is not None:
+            self.replayed += 1
+            verdict, text, changed, removed, counters = effect
+            if text is not None:
+                doc.text = text
+            doc.metadata.update(changed)
+            for key in removed:
+                doc.metadata.pop(key, None)
+            if counters:
+                self.counters = Counter(counters)
+            return verdict
+        text_before, metadata_before = doc.text, dict(doc.metadata)
+        verdict = self.stage.apply(doc)
+        inner = self.stage.__dict__.get("counters")
+        counters = dict(inner) if inner else None
+        if inner:  # run_stage collects counters from the stage it was given: this wrapper
+            self.counters = Counter(inner)
+            inner.clear()
+        if self.recorded is not None:
+            changed = {k: v for k, v in doc.metadata.items() if k not in metadata_before or metadata_before[k] is not v}
+            removed = [k for k in metadata_before if k not in doc.metadata]
+            self.recorded[doc.id] = (verdict, None if doc.text is text_before else doc.text, changed, removed, counters)
+        return verdict
