@@ -32,7 +32,8 @@ def synthetic_tokens(folder: Path, vocab: int = 512, docs: int = 240, seed: int 
             tokens[-1] = 1  # EOS
             rows.append((tokens, "general" if i % 3 else "finance", f"doc-{shard}-{i}"))
         entries.append(write_token_shard(folder / f"shard-{shard:05d}.arrow", rows, np.dtype(np.uint16)))
-    manifest = {"shards": entries, "tokenizer": {"vocab_size": vocab, "eos_id": 1}}
+    # no sentencepiece model behind these ids: the manifest names none that exists (nothing here encodes text)
+    manifest = {"shards": entries, "tokenizer": {"vocab_size": vocab, "eos_id": 1, "sha256": "0" * 64, "model": "no-tokenizer.model"}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
