@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tokenizer.manifest import Manifest, ShardEntry, TokenizerEntry
 from tokenizer.shards import write_token_shard
 
 
@@ -33,8 +34,10 @@ def synthetic_tokens(folder: Path, vocab: int = 512, docs: int = 240, seed: int 
             rows.append((tokens, "general" if i % 3 else "finance", f"doc-{shard}-{i}"))
         entries.append(write_token_shard(folder / f"shard-{shard:05d}.arrow", rows, np.dtype(np.uint16)))
     # no sentencepiece model behind these ids: the manifest names none that exists (nothing here encodes text)
-    manifest = {"shards": entries, "tokenizer": {"vocab_size": vocab, "eos_id": 1, "sha256": "0" * 64, "model": "no-tokenizer.model"}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    tokenizer = TokenizerEntry(sha256="0" * 64, vocab_size=vocab, eos_id=1, model="no-tokenizer.model")
+    shards = [e if isinstance(e, ShardEntry) else ShardEntry(**e) for e in entries]
+    manifest = Manifest.of_shards(shards, tokenizer, np.dtype(np.uint16), False, {"finance": {}, "general": {}})
+    (folder / "manifest.json").write_text(json.dumps(manifest.to_dict()))
     return folder
 
 
