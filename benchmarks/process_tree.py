@@ -47,7 +47,7 @@ class TreeMonitor(threading.Thread):
                 rss[proc] = proc.memory_info().rss
                 times = proc.cpu_times()
                 self.cpu_s[proc.pid] = max(self.cpu_s.get(proc.pid, 0.0), times.user + times.system)
-                if proc.pid not in self.kind:
+                if proc.pid not in self.kind or self.kind[proc.pid] in _TRANSIENT_NAMES:  # a Ray worker is renamed once it runs a task
                     self.kind[proc.pid] = "driver" if proc == self.root else _kind(proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
@@ -68,6 +68,9 @@ class TreeMonitor(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(self.interval_s):
             self.sample()
+
+
+_TRANSIENT_NAMES = ("default_worker.py", "ray::IDLE", "?")
 
 
 def _kind(proc: psutil.Process) -> str:
