@@ -29,7 +29,7 @@ from trainer.config_sections import (
 
 __all__ = [
     "PRESETS", "CheckpointConfig", "ConfigError", "DataConfig", "DistillConfig", "LogConfig", "ModelConfig", "ObjectiveConfig",
-    "OptimConfig", "ParallelConfig", "TrainConfig", "load_train_config", "parse_overrides", "path_fields",
+    "OptimConfig", "ParallelConfig", "TrainConfig", "load_train_config", "parse_overrides",
 ]
 
 
@@ -64,17 +64,6 @@ PRESETS: dict[str, dict] = {
     "350m": {"model": {"d_model": 1024, "n_layers": 24, "n_heads": 16, "seq_len": 1024, "vocab_size": 50304},
              "optim": {"global_batch": 512, "micro_batch": 16, "lr": 3e-4, "warmup_steps": 700, "steps": 19000}, "parallel": {"compile": True}},
 }
-
-
-def path_fields(section: type[Section] = TrainConfig, where: str = "") -> dict[str, str]:
-    """Every dotted field that holds a filesystem path, with its marker: "read" or "write"."""
-    found = {}
-    for name, info in section.model_fields.items():
-        if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
-            found |= path_fields(info.annotation, f"{where}{name}.")
-        elif isinstance(info.json_schema_extra, dict) and "path" in info.json_schema_extra:
-            found[f"{where}{name}"] = info.json_schema_extra["path"]
-    return found
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:
