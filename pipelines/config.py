@@ -324,6 +324,10 @@ class TokenizerConfig(Strict):
 class RayConfig(Strict):
     address: str | None = Field(None, description="a Ray cluster; default: $RAY_ADDRESS, else a local Ray")
     num_cpus: int | None = Field(None, gt=0, le=1 << 16, description="local Ray only; default: all cores")
+    # What a worker holds grows with the tasks it has run (caches, the word tokenizer's lexemes, the
+    # allocator's high-water mark); these bound a worker's memory by configuration, not by corpus size.
+    worker_max_tasks: int | None = Field(None, ge=1, le=1 << 20, description="a worker process exits after this many tasks (Ray's max_calls); default: reused")
+    task_memory_mb: int | None = Field(None, ge=1, le=1 << 30, description="memory each task reserves: Ray runs no more tasks on a node than its memory holds")
 
 
 class WebCorpusConfig(Strict):
