@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from curation.core.files import atomic_write_json
 from curation.dedup.index import INDEX_PARAMS, index_files, write_index_info
+from curation.dedup.params import DedupConfig
 from curation.dedup.steps import (
     LSHParams,
     attach_source_signatures,
@@ -31,7 +32,7 @@ from curation.dedup.steps import (
     survivor_partition,
     verify_candidates,
 )
-from pipelines.config import ConfigError, DedupConfig, WebCorpusConfig
+from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir
