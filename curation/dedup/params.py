@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator, model_validator
 
 from configs.fields import READ_PATH, Strict, no_nul
+from configs.overrides import ConfigError
+
+if TYPE_CHECKING:
+    from curation.dedup.steps import LSHParams
 
 
 class DedupConfig(Strict):
@@ -60,3 +66,30 @@ class DedupConfig(Strict):
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"dedup.bands x dedup.rows = {self.bands * self.rows} exceeds dedup.num_perm = {self.num_perm}")
         return self
+
+    def lsh(self) -> LSHParams:
+        """What makes two runs' signatures comparable (an index records it)."""
+        from curation.dedup.index import INDEX_PARAMS  # numpy and pyarrow: not for a process that only validates
+        from curation.dedup.steps import LSHParams
+
+        return LSHParams(**{k: getattr(self, k) for k in INDEX_PARAMS})
+
+    def previous_index_files(self) -> list[tuple[str, Path]]:
+        """(earlier run's name, index file) for every index in ``previous_indexes``, checked."""
+        from curation.dedup.index import index_files
+
+        found = []
+        for i, folder in enumerate(self.previous_indexes):
+            try:
+                run_name, files = index_files(folder, self.lsh())
+            except ValueError as exc:
+                raise ConfigError(f"dedup.previous_indexes.{i}: {exc}") from None
+            found += [(run_name, f) for f in files]
+        return found
+
+    def partitions_for(self, n_docs: int, min_parts: int) -> int:
+        """Shuffle partitions for ``n_docs`` documents: ``partitions``, else enough for
+        ``rows_per_partition`` band rows each, and at least ``min_parts`` (one per CPU)."""
+        if self.partitions is not None:
+            return self.partitions
+        return max(min_parts, math.ceil(n_docs * self.bands / self.rows_per_partition))
