@@ -90,20 +90,7 @@ class WebCorpusConfig(Strict):
 
     @model_validator(mode="after")
     def _mix_matches_sources(self, info: ValidationInfo) -> WebCorpusConfig:
-        untagged = [i for i, s in enumerate(self.sources) if s.domain is None]
-        if untagged and not self.domain_classifier.enabled:
-            raise ValueError(f"sources.{untagged[0]}.domain is null (untagged): that needs domain_classifier.enabled=true")
-        if self.mix.enabled and (checking_files(info) or not untagged):  # the classifier's labels come from its model card
-            domains = self.domains()
-            unknown = sorted(set(self.mix.targets) - domains)
-            missing = sorted(domains - set(self.mix.targets))
-            if unknown or missing:
-                raise ValueError(
-                    "mix.targets must give a share for exactly the sources' domains "
-                    f"{sorted(domains)}: " + "; ".join(filter(None, [unknown and f"no source for {unknown}", missing and f"no share for {missing}"]))
-                )
-        if self.shards.enabled and not self.mix.enabled:
-            raise ValueError("shards need mix: set mix.enabled=true (targets may equal the natural shares)")
+        check_sections(self, checking_files(info))
         return self
 
     @property
@@ -114,3 +101,23 @@ class WebCorpusConfig(Strict):
         """Hash of everything that shapes the output (not where the run lives or which Ray runs it)."""
         shaping = self.model_dump(mode="json", exclude={"runs_dir": True, "run_name": True, "ray": True, "data_roots": True, "dedup": {"partitions"}})
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_sections(cfg: WebCorpusConfig, check_files: bool) -> None:
+    """The rules across sections, checked once per validation of a run config: untagged sources need
+    the domain classifier, the mix names exactly the domains documents can end up in (with files
+    checked: the classifier's labels, read when its model path was), shards need the mix."""
+    untagged = [i for i, s in enumerate(cfg.sources) if s.domain is None]
+    if untagged and not cfg.domain_classifier.enabled:
+        raise ValueError(f"sources.{untagged[0]}.domain is null (untagged): that needs domain_classifier.enabled=true")
+    if cfg.mix.enabled and (check_files or not untagged):  # the classifier's labels come from its model card
+        domains = cfg.domains()
+        unknown = sorted(set(cfg.mix.targets) - domains)
+        missing = sorted(domains - set(cfg.mix.targets))
+        if unknown or missing:
+            raise ValueError(
+                "mix.targets must give a share for exactly the sources' domains "
+                f"{sorted(domains)}: " + "; ".join(filter(None, [unknown and f"no source for {unknown}", missing and f"no share for {missing}"]))
+            )
+    if cfg.shards.enabled and not cfg.mix.enabled:
+        raise ValueError("shards need mix: set mix.enabled=true (targets may equal the natural shares)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from configs.fields import READ_PATH, Strict, checking_files, no_nul
 
@@ -59,13 +59,29 @@ class DomainClassifierConfig(Strict):
     enabled: bool = True
     model_path: str = Field(str(CLASSIFIERS / "domain.ftz"), json_schema_extra=READ_PATH)
     min_confidence: float = Field(0.0, ge=0, le=1, description="reject untagged documents the model is less sure of")
+    # the domains the model labels, from the card read when its path was checked: the run's mix
+    # is checked against them without opening the card again
+    _labels: list[str] | None = PrivateAttr(None)
 
     @field_validator("model_path")
     @classmethod
-    def _model_exists(cls, path: str, info: ValidationInfo) -> str:
-        return _check_model(path, info)
+    def _no_nul(cls, path: str) -> str:
+        return no_nul(path)
+
+    @model_validator(mode="after")
+    def _model_exists(self, info: ValidationInfo) -> DomainClassifierConfig:
+        if checking_files(info):
+            from curation.filters.classifier import check_model_file
+
+            try:
+                self._labels = check_model_file(self.model_path)["labels"]
+            except ValueError as exc:
+                raise ValueError(f"domain_classifier.model_path: {exc}") from None
+        return self
 
     def labels(self) -> list[str]:
+        if self._labels is not None:
+            return self._labels
         from curation.filters.classifier import check_model_file
 
         return check_model_file(self.model_path)["labels"]
@@ -157,10 +173,12 @@ class DecontaminateConfig(Strict):
 
     @field_validator("eval_paths")
     @classmethod
-    def _readable_and_distinct(cls, paths: list[str]) -> list[str]:
+    def _readable_and_distinct(cls, paths: list[str], info: ValidationInfo) -> list[str]:
         from curation.filters.decontamination import eval_set_name
 
-        missing = [p for p in paths if "://" not in p and not Path(p).is_file()]
+        paths = [no_nul(p) for p in paths]
+        # whether a file exists is told only once its path is confined (CHECK_FILES)
+        missing = [p for p in paths if "://" not in p and not Path(p).is_file()] if checking_files(info) else []
         if missing:
             raise ValueError(f"evaluation file(s) not found: {missing}")
         names = [eval_set_name(p) for p in paths]
