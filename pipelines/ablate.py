@@ -31,8 +31,8 @@ from pipelines.ablation_config import AblationConfig, Variant, load_ablation_con
 from pipelines.ablation_report import plot, render_markdown, variant_summary
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.ray_runtime import ray_session
-from curation.core.files import atomic_write_bytes, atomic_write_json
 from pipelines.web_corpus import run_web_corpus
+from tokenizer.files import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger("pipelines.ablate")
 

@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from curation.core.files import atomic_write_json
 from curation.dedup.index import write_index_info
 from curation.dedup.params import DedupConfig
 from curation.dedup.steps import (
@@ -36,6 +35,7 @@ from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir
 from pipelines.stages import DEDUP
 from pipelines.tasks import apply_shard
+from tokenizer.files import atomic_write_json
 
 
 def _offsets(sizes: list[int]) -> list[int]:

@@ -11,7 +11,6 @@ import logging
 import sys
 import time
 
-from curation.core.files import atomic_write_json
 from curation.core.replay import replayed, replaying
 from curation.core.sampling import sample_curated_text
 from curation.core.stage import TextMeasure
@@ -25,6 +24,7 @@ from pipelines import sample_cache
 from pipelines.inputs import Shard
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, DEDUP, StagePlan, build
+from tokenizer.files import atomic_write_json
 from tokenizer.model import Tokenizer
 
 logger = logging.getLogger(__name__)

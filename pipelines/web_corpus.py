@@ -13,7 +13,6 @@ import os
 import sys
 import time
 
-from curation.core.files import atomic_write_bytes, atomic_write_json
 from curation.core.sampling import balanced_sample
 from curation.core.stats import domain_assignment
 from pipelines.config import ConfigError, WebCorpusConfig
@@ -27,6 +26,7 @@ from pipelines.ray_runtime import ray_session, run_tasks
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, DEDUP, DOMAIN_CLASSIFIER, SHARD_PHASES, TOKENIZER, stage_names, stage_plan
 from pipelines.tasks import curate_shard, sample_shard_for_tokenizer
+from tokenizer.files import atomic_write_bytes, atomic_write_json
 from tokenizer.model import Tokenizer
 from tokenizer.train import SentencePieceSettings, model_sha256, train_sentencepiece
 
