@@ -49,6 +49,10 @@ def _bundled_sources() -> list[SourceConfig]:
 class RayConfig(Strict):
     address: str | None = Field(None, description="a Ray cluster; default: $RAY_ADDRESS, else a local Ray")
     num_cpus: int | None = Field(None, gt=0, le=1 << 16, description="local Ray only; default: all cores")
+    # What a worker holds grows with the tasks it has run (caches, the word tokenizer's lexemes, the
+    # allocator's high-water mark); these bound a worker's memory by configuration, not by corpus size.
+    worker_max_tasks: int | None = Field(None, ge=1, le=1 << 20, description="a worker process exits after this many tasks (Ray's max_calls); default: reused")
+    task_memory_mb: int | None = Field(None, ge=1, le=1 << 30, description="memory each task reserves: Ray runs no more tasks on a node than its memory holds")
 
 
 class WebCorpusConfig(Strict):
@@ -110,7 +114,7 @@ def check_sections(cfg: WebCorpusConfig, check_files: bool) -> None:
     untagged = [i for i, s in enumerate(cfg.sources) if s.domain is None]
     if untagged and not cfg.domain_classifier.enabled:
         raise ValueError(f"sources.{untagged[0]}.domain is null (untagged): that needs domain_classifier.enabled=true")
-    if cfg.mix.enabled and (check_files or not untagged):  # the classifier's labels come from its model card
+    if cfg.mix.enabled and not cfg.mix.natural and (check_files or not untagged):  # the classifier's labels come from its model card
         domains = cfg.domains()
         unknown = sorted(set(cfg.mix.targets) - domains)
         missing = sorted(domains - set(cfg.mix.targets))

@@ -12,6 +12,8 @@ class MixConfig(Strict):
 
     enabled: bool = True
     targets: dict[str, float] = Field(default_factory=lambda: {"finance": 0.51, "general": 0.49})
+    natural: bool = Field(False, description="every curated document once, each domain at its own share (targets unused): "
+                          "for an ablation, where a fixed ratio would cut each variant differently")
     total_tokens: int | None = Field(None, gt=0, le=10**16, description="token budget; default: the largest mix that repeats nothing")
     repeat_limit: float = Field(4.0, ge=1, le=1e6, description="warn when a domain must be repeated more epochs than this")
     seed: int = 1
