@@ -236,7 +236,7 @@ def main() -> None:
     pairs = make_pairs(texts, random.Random(0))
     print(f"1. accuracy on {len(pairs)} pairs (page, edited page) with exact Jaccard of word 5-gram sets")
     print(f"{'configuration':<42}{'bands x rows':>13}{'precision':>11}{'recall':>9}   called duplicate, by exact J")
-    from pipelines.config import DedupConfig
+    from curation.dedup.params import DedupConfig
 
     default = DedupConfig()
     for label, threshold, verify, cand, margin in [

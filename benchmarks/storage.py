@@ -4,7 +4,7 @@
     python -m benchmarks.storage [--tokens runs/sample/tokens] [--steps 20] [--checkpoint-every 10] \
         [--out benchmarks/results/storage-2core.txt]
 
-Without ``--tokens`` the shards are synthetic (tests/s3_server.py). Each run is a fresh
+Without ``--tokens`` the shards are synthetic (scripts/s3_server.py). Each run is a fresh
 ``python -m trainer`` (one process): its wall time covers start, the shards' download to the
 node's cache (S3, cold cache), every step and every DCP checkpoint. Printed per run: wall time and
 its ratio to the local run (the baseline, measured in the same invocation), mean step time, the
@@ -69,7 +69,7 @@ def main() -> None:
 
     import s3fs
 
-    from tests.s3_server import start_moto, synthetic_tokens, upload_folder
+    from scripts.s3_server import start_moto, synthetic_tokens, upload_folder
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-storage-"))
     tokens = Path(args.tokens) if args.tokens else synthetic_tokens(tmp / "tokens", docs=1500)

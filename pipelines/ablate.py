@@ -30,8 +30,8 @@ from pipelines.ablation_report import plot, render_markdown, variant_summary
 from pipelines.ablation_training import plan_entry, run_plan
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.ray_runtime import ray_session
-from curation.core.files import atomic_write_bytes, atomic_write_json
 from pipelines.web_corpus import run_web_corpus
+from tokenizer.files import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger("pipelines.ablate")
 
@@ -48,11 +48,11 @@ def _finished(cfg: WebCorpusConfig) -> dict | None:
 def curate_variants(cfg: AblationConfig, variants: list[Variant], progress: bool) -> dict[str, dict]:
     """Each variant's curation run (or the finished one from an earlier attempt): name -> stats.json."""
     out: dict[str, dict] = {}
-    shared: list[str] = []
+    shared: Path | None = None  # the first variant's tokenizer, which every later one encodes with
     first = cfg.curation(variants[0])
     with ray_session(first.ray):
         for variant in variants:
-            run_cfg = cfg.curation(variant.model_copy(update={"overrides": [*variant.overrides, *shared]}))
+            run_cfg = cfg.curation(variant, shared)
             if not run_cfg.shards.enabled:
                 raise ConfigError(f"variant {variant.name}: shards.enabled=false leaves nothing to train on")
             stats = _finished(run_cfg)
@@ -62,8 +62,8 @@ def curate_variants(cfg: AblationConfig, variants: list[Variant], progress: bool
             else:
                 logger.info("variant %s: curation already complete in %s", variant.name, run_cfg.run_dir)
             out[variant.name] = stats
-            if not shared and not run_cfg.tokenizer.model_path:
-                shared = [f"tokenizer.model_path={(run_cfg.run_dir / 'tokenizer' / 'spm.model').resolve()}"]
+            if shared is None and not run_cfg.tokenizer.model_path:
+                shared = (run_cfg.run_dir / "tokenizer" / "spm.model").resolve()
     return out
 
 

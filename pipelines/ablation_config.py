@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipelines.config import ConfigError, WebCorpusConfig
+from configs.fields import READ_PATH, WRITE_PATH
+from configs.overrides import ConfigError, load
+from pipelines.config import WebCorpusConfig
 from pipelines.config_loading import load_config
 
 NAME = r"^[A-Za-z0-9_.-]+$"
@@ -61,15 +62,15 @@ class TrainSettings(Strict):
     """The same model, for the same number of tokens (fixed steps x global batch x sequence), per seed."""
 
     preset: str = "tiny"
-    config: str | None = Field(None, description="trainer YAML on top of the preset", json_schema_extra={"path": "read"})
+    config: str | None = Field(None, description="trainer YAML on top of the preset", json_schema_extra=READ_PATH)
     overrides: list[str] = Field(default_factory=list, description="trainer overrides, section.field=value")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="optim.seed of each run")
 
 
 class AblationConfig(Strict):
     name: str = Field("ablation", pattern=NAME)
-    out_dir: str = Field("runs/ablations", json_schema_extra={"path": "write"})
-    curation_config: str | None = Field(None, description="base curation YAML of every variant", json_schema_extra={"path": "read"})
+    out_dir: str = Field("runs/ablations", json_schema_extra=WRITE_PATH)
+    curation_config: str | None = Field(None, description="base curation YAML of every variant", json_schema_extra=READ_PATH)
     curation_overrides: list[str] = Field(default_factory=list, description="applied to every variant before its own")
     variants: list[str | Variant] = Field(default_factory=lambda: list(LADDER), min_length=1, description=f"named ({', '.join(LADDER)}) or written out")
     leave_one_out: bool = Field(False, description="also the full pipeline without each optional stage in turn")
@@ -96,11 +97,14 @@ class AblationConfig(Strict):
             raise ConfigError(f"variant names must be unique, got {names}")
         return out
 
-    def curation(self, variant: Variant) -> WebCorpusConfig:
-        """The variant's curation run config: the base, then its overrides, living under this ablation."""
-        where = [f"runs_dir={self.root / 'curation'}", f"run_name={variant.name}"]
+    def curation(self, variant: Variant, tokenizer_model: Path | None = None) -> WebCorpusConfig:
+        """The variant's curation run config: the base, then its overrides, living under this ablation
+        (and encoding with ``tokenizer_model`` if given)."""
+        # paths are set as given, not read as YAML (a folder named ``[x]`` would become a list)
+        shared = [("tokenizer.model_path", str(tokenizer_model))] if tokenizer_model is not None else []
+        where = [("runs_dir", str(self.root / "curation")), ("run_name", variant.name)]
         try:
-            cfg = load_config(self.curation_config, [*self.curation_overrides, *variant.overrides, *where])
+            cfg = load_config(self.curation_config, [*self.curation_overrides, *variant.overrides, *shared, *where])
         except ConfigError as exc:
             raise ConfigError(f"variant {variant.name}: {exc}") from None
         if not cfg.decontaminate.enabled:
@@ -110,17 +114,7 @@ class AblationConfig(Strict):
 
 def load_ablation_config(path: str | Path | None) -> AblationConfig:
     """The ablation from YAML (every field has a default: no file runs the ladder on the bundled corpus)."""
-    tree = {}
-    if path is not None:
-        try:
-            tree = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read ablation config {path}: {exc}") from exc
-    try:
-        cfg = AblationConfig.model_validate(tree)
-    except ValidationError as exc:
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid ablation config: {fields}") from None
+    cfg = load(AblationConfig, {}, path, [])
     for variant in cfg.resolved_variants():  # every variant's run config is checked before any work starts
         cfg.curation(variant)
     return cfg

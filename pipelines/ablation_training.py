@@ -21,7 +21,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from curation.core.files import atomic_write_json
+from tokenizer.files import atomic_write_json
 
 logger = logging.getLogger("pipelines.ablation_training")
 REPO = Path(__file__).resolve().parents[1]

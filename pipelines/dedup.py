@@ -9,7 +9,6 @@ rows, about 24 bytes each, plus numpy's sort buffers).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -18,10 +17,9 @@ import numpy as np
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from curation.core.files import atomic_write_json
-from curation.dedup.index import INDEX_PARAMS, index_files, write_index_info
+from curation.dedup.index import write_index_info
+from curation.dedup.params import DedupConfig
 from curation.dedup.steps import (
-    LSHParams,
     attach_source_signatures,
     bucket_partition,
     label_partition,
@@ -31,33 +29,13 @@ from curation.dedup.steps import (
     survivor_partition,
     verify_candidates,
 )
-from pipelines.config import ConfigError, DedupConfig, WebCorpusConfig
+from pipelines.config import WebCorpusConfig
 from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir
 from pipelines.stages import DEDUP
 from pipelines.tasks import apply_shard
-
-def lsh_params(d: DedupConfig) -> LSHParams:
-    return LSHParams(**{k: getattr(d, k) for k in INDEX_PARAMS})
-
-
-def previous_index_files(d: DedupConfig) -> list[tuple[str, Path]]:
-    """(earlier run's name, index file) for every index in ``dedup.previous_indexes``, checked."""
-    found = []
-    for i, folder in enumerate(d.previous_indexes):
-        try:
-            run_name, files = index_files(folder, lsh_params(d))
-        except ValueError as exc:
-            raise ConfigError(f"dedup.previous_indexes.{i}: {exc}") from None
-        found += [(run_name, f) for f in files]
-    return found
-
-
-def partitions_for(n_docs: int, d: DedupConfig, min_parts: int) -> int:
-    if d.partitions is not None:
-        return d.partitions
-    return max(min_parts, math.ceil(n_docs * d.bands / d.rows_per_partition))
+from tokenizer.files import atomic_write_json
 
 
 def _offsets(sizes: list[int]) -> list[int]:
@@ -66,9 +44,9 @@ def _offsets(sizes: list[int]) -> list[int]:
 
 def _map(run: RunDir, d: DedupConfig, names: list[str], sizes: list[int], n_parts: int, progress: bool) -> list[tuple[str, Path]]:
     """Signatures of this run's filtered shards and of the earlier runs' indexes, scattered."""
-    calls = [(run.filtered(n), run.staged_index(n), run.dedup_work, n, o, n_parts, lsh_params(d), d.score_field) for n, o in zip(names, _offsets(sizes))]
+    calls = [(run.filtered(n), run.staged_index(n), run.dedup_work, n, o, n_parts, d.lsh(), d.score_field) for n, o in zip(names, _offsets(sizes))]
     run_tasks(map_shard, calls, DEDUP.step("signatures"), progress)
-    previous = previous_index_files(d)
+    previous = d.previous_index_files()
     if previous:
         prev_sizes = [feather.read_table(f, columns=["id"]).num_rows for _, f in previous]
         calls = [(f, run.dedup_work, name, o, n_parts, d.bands, d.num_perm) for (name, f), o in zip(previous, _offsets(prev_sizes))]
@@ -118,7 +96,7 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
     sizes = [pq.ParquetFile(run.filtered(n)).metadata.num_rows for n in names]
     import ray
 
-    n_parts = partitions_for(sum(sizes), d, int(ray.cluster_resources().get("CPU", 1)))
+    n_parts = d.partitions_for(sum(sizes), int(ray.cluster_resources().get("CPU", 1)))
     previous = _map(run, d, names, sizes, n_parts, progress)
     n_candidates, n_edges = _edges(work, d, n_parts, progress)
     labels_step, rounds = _components(work, n_parts, progress, max_rounds)
@@ -126,7 +104,7 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
     ranges = [(n, o, o + s) for n, o, s in zip(names, _offsets(sizes), sizes)]
     removed = run_tasks(survivor_partition, [(work, k, ranges) for k in range(n_parts)], DEDUP.step("survivors"), progress)
     run_tasks(apply_shard, [(run, n) for n in names], DEDUP.step("apply"), progress)
-    write_index_info(run.dedup_index_info, cfg.run_name, lsh_params(d))
+    write_index_info(run.dedup_index_info, cfg.run_name, d.lsh())
     summary = {
         "previous_indexes": [str(f) for _, f in previous],
         "documents": int(sum(sizes)),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from curation.core.stats import Counts, StageStats
-from pipelines.stages import DOMAIN_CLASSIFIER, EXTRACT, PII
+from curation.core.stats import Counts, StageStats, ratio
+from pipelines.stages import EXTRACT, PII
 from tokenizer.manifest import Manifest
 from tokenizer.retention import Retention
 
@@ -16,10 +16,6 @@ def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) ->
         for stage in payload["stages"]:
             merged[stage["name"]].merge(StageStats.from_dict(stage))
     return [merged[name] for name in stage_order]
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return round(part / whole, 6) if whole else None
 
 
 def retention(stages: list[StageStats], manifest: Manifest | None = None) -> Retention:
@@ -45,42 +41,21 @@ def retention(stages: list[StageStats], manifest: Manifest | None = None) -> Ret
             "docs_kept": d_kept.docs,
             "tokens_extracted": d_extracted.tokens,
             "tokens_kept": d_kept.tokens,
-            "docs": _ratio(d_kept.docs, d_in.docs),
-            "tokens_vs_extracted": _ratio(d_kept.tokens, d_extracted.tokens),
+            "docs": ratio(d_kept.docs, d_in.docs),
+            "tokens_vs_extracted": ratio(d_kept.tokens, d_extracted.tokens),
         }
     return Retention(
-        docs=_ratio(last.out.docs, first.in_.docs),
-        bytes_vs_raw=_ratio(last.out.bytes, first.in_.bytes),
-        tokens_vs_raw=_ratio(last.out.tokens, first.in_.tokens),
-        tokens_vs_extracted=_ratio(last.out.tokens, extracted.tokens),
+        docs=ratio(last.out.docs, first.in_.docs),
+        bytes_vs_raw=ratio(last.out.bytes, first.in_.bytes),
+        tokens_vs_raw=ratio(last.out.tokens, first.in_.tokens),
+        tokens_vs_extracted=ratio(last.out.tokens, extracted.tokens),
         tokens_extracted=extracted.tokens,
         tokens_kept=last.out.tokens,
         per_domain=per_domain,
         # the headline: tokens in the shards (EOS included) over tokens of the extracted text
         tokens_in_shards=manifest.tokens if manifest is not None else None,
-        shard_tokens_vs_extracted=_ratio(manifest.tokens, extracted.tokens) if manifest is not None else None,
+        shard_tokens_vs_extracted=ratio(manifest.tokens, extracted.tokens) if manifest is not None else None,
     )
-
-
-def domain_assignment(stages: list[StageStats]) -> dict | None:
-    """Per domain, what left the domain classifier with a tag from its source and what it classified."""
-    stage = next((s for s in stages if s.name == DOMAIN_CLASSIFIER), None)
-    if stage is None:
-        return None
-    out: dict[str, dict] = {}
-    for name, d in sorted(stage.domains.items()):
-        moved = Counts()
-        for target, counts in sorted(d.reassigned.items()):
-            out.setdefault(target, {"tagged": Counts(), "classified": Counts()})["classified"].merge(counts)
-            moved.merge(counts)
-        stayed = Counts(d.out.docs - moved.docs, d.out.bytes - moved.bytes, d.out.tokens - moved.tokens)
-        if stayed.docs:
-            out.setdefault(name, {"tagged": Counts(), "classified": Counts()})["tagged"].merge(stayed)
-    counters = stage.total().counters
-    return {
-        "per_domain": {d: {k: c.to_dict() for k, c in v.items()} for d, v in sorted(out.items())},
-        "tagged_agreement": _ratio(counters.get("tagged_agrees", 0), counters.get("tagged_agrees", 0) + counters.get("tagged_disagrees", 0)),
-    }
 
 
 def _top_reasons(stage: StageStats, n: int = 3) -> str:

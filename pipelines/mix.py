@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from curation.core.files import atomic_write_json
 from curation.core.stats import StageStats
 from curation.mixing.selection import (
     ShardSummary,
@@ -39,6 +38,7 @@ from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir
 from pipelines.stages import MIX
 from tokenizer.encode import encode_flat
+from tokenizer.files import atomic_write_json
 from tokenizer.manifest import Manifest, ShardEntry, TokenizerEntry
 from tokenizer.model import Tokenizer
 from tokenizer.shards import cut_into_shards, token_dtype, write_flat_token_shard, write_gathered_shard

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from curation.core.files import atomic_write_json
+from tokenizer.files import atomic_write_json
 
 _current: contextvars.ContextVar[ProgressLog | None] = contextvars.ContextVar("progress_log", default=None)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from curation.core.files import atomic_write_bytes
 from pipelines.config import ConfigError, WebCorpusConfig
+from tokenizer.files import atomic_write_bytes
 
 
 class RunDir:

@@ -12,7 +12,7 @@ import logging
 import pickle
 
 from curation.core.replay import Effect, Replaying
-from curation.core.stage import ShardStage, Stage
+from curation.core.stage import Stage
 from pipelines.run_dir import RunDir, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -22,15 +22,6 @@ NOT_REPLAYED = ("read",)  # decoding is cheap, and its effect is the whole page
 
 def cache_path(run: RunDir, shard: str):
     return run.root / "sample_cache" / f"{shard}.pickle"
-
-
-def replaying(stages: list[Stage], known: dict[str, dict[str, Effect]] | None = None, record: bool = False) -> list[Stage]:
-    """``stages`` with every replayable one wrapped (see ``curation.core.replay``)."""
-    known = known or {}
-    return [
-        s if s.name in NOT_REPLAYED or isinstance(s, ShardStage) else Replaying(s, known.get(s.name), record)
-        for s in stages
-    ]
 
 
 def save(run: RunDir, shard: str, stages: list[Stage]) -> None:
@@ -51,7 +42,3 @@ def load(run: RunDir, shard: str) -> dict[str, dict[str, Effect]]:
 
 def drop(run: RunDir, shard: str) -> None:
     cache_path(run, shard).unlink(missing_ok=True)
-
-
-def replayed(stages: list[Stage]) -> int:
-    return sum(s.replayed for s in stages if isinstance(s, Replaying))

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from curation.core.files import atomic_write_json
+from curation.core.replay import replayed, replaying
 from curation.core.sampling import sample_curated_text
 from curation.core.stage import TextMeasure
 from curation.core.stats import StageStats
@@ -24,6 +24,7 @@ from pipelines import sample_cache
 from pipelines.inputs import Shard
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, DEDUP, StagePlan, build
+from tokenizer.files import atomic_write_json
 from tokenizer.model import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def sample_shard_for_tokenizer(run: RunDir, shard: Shard, plan: StagePlan, sampl
     """Curated text of a deterministic sample of the shard's records: (domain, text, id hash) triples.
     What its stages did is kept for the curate pass, so no record is worked on twice."""
     _quiet_datatrove_logs()
-    stages = sample_cache.replaying(build(plan), record=True)  # the curate pass replays what these stages do
+    stages = replaying(build(plan), record=True, skip=sample_cache.NOT_REPLAYED)  # the curate pass replays what these stages do
     sample = sample_curated_text(read_file(shard.file), stages, sample_rate, max_chars)
     sample_cache.save(run, shard.name, stages)
     return sample
@@ -63,14 +64,14 @@ def curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
     """Every per-document stage over one input shard into ``filtered/`` and ``rejected/``; its funnel."""
     _quiet_datatrove_logs()
     started = time.perf_counter()
-    stages = sample_cache.replaying(build(plan), known=sample_cache.load(run, shard.name))
+    stages = replaying(build(plan), sample_cache.load(run, shard.name), skip=sample_cache.NOT_REPLAYED)
     stats = write_stage_outputs(
         stages, read_file(shard.file), _token_measure(run), run.filtered(shard.name), lambda stage: run.rejected(stage, shard.name)
     )
     where = {"input": shard.file.path, "source": shard.file.source, "domain": shard.file.domain}
     payload = _finish_shard(run, CURATE.name, shard.name, started, stats, **where)
     sample_cache.drop(run, shard.name)
-    logger.debug("%s: %d stage results replayed from the tokenizer's sample pass", shard.name, sample_cache.replayed(stages))
+    logger.debug("%s: %d stage results replayed from the tokenizer's sample pass", shard.name, replayed(stages))
     return payload
 
 

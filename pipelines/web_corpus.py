@@ -13,19 +13,20 @@ import os
 import sys
 import time
 
-from curation.core.files import atomic_write_bytes, atomic_write_json
 from curation.core.sampling import balanced_sample
+from curation.core.stats import domain_assignment
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.config_loading import load_config
-from pipelines.dedup import previous_index_files, run_dedup
-from pipelines.funnel import domain_assignment, merge_shard_stats, render_table, retention
+from pipelines.dedup import run_dedup
+from pipelines.funnel import merge_shard_stats, render_table, retention
 from pipelines.inputs import Shard, list_shards
 from pipelines.mix import run_mix_and_shards
 from pipelines.progress import record_progress
 from pipelines.ray_runtime import ray_session, run_tasks
 from pipelines.run_dir import RunDir
-from pipelines.stages import CURATE, DEDUP, SHARD_PHASES, TOKENIZER, stage_names, stage_plan
+from pipelines.stages import CURATE, DEDUP, DOMAIN_CLASSIFIER, SHARD_PHASES, TOKENIZER, stage_names, stage_plan
 from pipelines.tasks import curate_shard, sample_shard_for_tokenizer
+from tokenizer.files import atomic_write_bytes, atomic_write_json
 from tokenizer.model import Tokenizer
 from tokenizer.train import SentencePieceSettings, model_sha256, train_sentencepiece
 
@@ -68,7 +69,7 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     run = RunDir(cfg.run_dir)
     shards = list_shards(cfg)
     if cfg.dedup.enabled:
-        previous_index_files(cfg.dedup)  # a bad earlier index fails the run now, not after curation
+        cfg.dedup.previous_index_files()  # a bad earlier index fails the run now, not after curation
     run.prepare(cfg, overwrite=overwrite)
     done: dict = {"tokenizer": None, "dedup": None, "mix_stats": None, "manifest": None}
     try:
@@ -117,7 +118,7 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
         "completed_shards": {p.name: sum(run.shard_stats(p.name, s.name).exists() for s in shards) for p in SHARD_PHASES},
         "stages": [s.to_dict() for s in stages],
         "retention": retention(stages, manifest).to_dict(),
-        "domain_assignment": domain_assignment(stages),
+        "domain_assignment": next((domain_assignment(s) for s in stages if s.name == DOMAIN_CLASSIFIER), None),
         "mix": manifest and {
             d: {k: v.get(k) for k in ("target_share", "achieved_share", "epochs", "tokens", "classified_tokens", "classified_documents")}
             for d, v in manifest.domains.items()

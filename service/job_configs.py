@@ -1,15 +1,17 @@
 """The configs a job runs with: the request's config resolved, then every path in it confined to the
-data roots by the fields' path markers (``service.confinement``), then validated once more with
-files opened, so what runs is exactly what was checked."""
+data roots by the fields' path markers (``service.confinement``), then validated with files
+opened, so what runs is exactly what was checked."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from pipelines.config import CHECK_FILES, WebCorpusConfig
-from service.confinement import PathNotAllowed, confine_config, path_fields
+from service.confinement import PathNotAllowed, _models_in, confine_config, path_fields, path_kind
 from service.settings import PROJECT_ROOT, ServiceSettings
 from trainer.config import TrainConfig, load_train_config
 
@@ -30,13 +32,39 @@ class InvalidConfig(ValueError):
         self.details = [{"field": prefix + ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
 
 
-def confined_curation_config(cfg: WebCorpusConfig, settings: ServiceSettings, job_id: str) -> WebCorpusConfig:
+def _with_default_paths(model: type[BaseModel], tree: dict) -> dict:
+    """``tree`` (a config as a request sends it) with the default of every path field and path-holding
+    section it leaves out, so that defaults are confined like the paths a request gives."""
+    out = dict(tree)
+    for name, field in model.model_fields.items():
+        sections = _models_in(field.annotation)
+        if field.is_required():
+            continue  # nothing to fill in: validation refuses its absence
+        if name not in out and (path_kind(field) == "read" or any(next(path_fields(s), None) for s in sections)):
+            out[name] = to_jsonable_python(field.get_default(call_default_factory=True))
+        elif isinstance(out.get(name), dict) and len(sections) == 1 and typing.get_origin(field.annotation) not in (list, tuple):
+            out[name] = _with_default_paths(sections[0], out[name])
+    return out
+
+
+def confined_curation_config(cfg: WebCorpusConfig | dict, settings: ServiceSettings, job_id: str) -> WebCorpusConfig:
     """The job's config with every input path confined to the data roots (by the fields' path
     markers), its output placed in the service's runs folder under the job id, and the data roots
-    recorded so that the run checks every file again as it opens it. Files are opened (model
-    cards, the domain labels) only in this last validation, after every path was confined."""
+    recorded so that the run checks every file again as it opens it.
+
+    ``cfg`` as the request sent it (a dict) is validated once, here, after every path was confined:
+    files are opened (model cards) only then. A request that has a path outside the roots and also
+    fails validation is refused for the latter (a 422 before a 403), as a typed request would be."""
+    tree = cfg.model_dump(mode="json") if isinstance(cfg, WebCorpusConfig) else _with_default_paths(WebCorpusConfig, cfg)
     fixed = {"runs_dir": str(settings.runs_dir), "data_roots": [str(r) for r in settings.data_roots]}
-    data = confine_config(WebCorpusConfig, cfg.model_dump(mode="json"), settings.data_roots, PROJECT_ROOT, "config.", fixed)
+    try:
+        data = confine_config(WebCorpusConfig, tree, settings.data_roots, PROJECT_ROOT, "config.", fixed)
+    except PathNotAllowed:
+        try:  # without files: nothing outside the roots is opened to say what is wrong
+            WebCorpusConfig.model_validate(tree)
+        except ValidationError as exc:
+            raise InvalidConfig(exc, "config.") from None
+        raise
     data.update(run_name=job_id)
     data["ray"] = {"address": None, "num_cpus": None}  # the job joins the cluster it runs on
     try:

@@ -1,7 +1,8 @@
 import pytest
 
+from configs.overrides import parse_overrides
 from pipelines.config import ConfigError, WebCorpusConfig
-from pipelines.config_loading import load_config, parse_overrides
+from pipelines.config_loading import load_config
 
 
 def test_defaults_follow_fineweb_and_read_the_bundled_corpus():
@@ -90,3 +91,13 @@ def test_the_documented_config_file_is_the_defaults():
     assert [Path(p).name for p in documented.decontaminate.eval_paths] == [Path(p).name for p in defaults.decontaminate.eval_paths]
     assert [s.domain for s in documented.sources] == [s.domain for s in defaults.sources]
     assert [Path(p).name for s in documented.sources for p in s.paths] == [Path(p).name for s in defaults.sources for p in s.paths]
+
+
+def test_a_path_the_program_sets_is_taken_as_given_not_as_yaml(tmp_path):
+    from pipelines.ablation_config import AblationConfig
+
+    ablation = AblationConfig(out_dir=str(tmp_path / "[x]"), variants=["full"])
+    cfg = ablation.curation(ablation.resolved_variants()[0], tmp_path / "a: b" / "spm.model")
+    assert cfg.runs_dir == str(tmp_path / "[x]" / "ablation" / "curation")
+    assert cfg.tokenizer.model_path == str(tmp_path / "a: b" / "spm.model")
+    assert parse_overrides([("a.b", "[x]"), "a.c=[x]"]) == {"a": {"b": "[x]", "c": ["x"]}}

@@ -13,7 +13,7 @@ from curation.core.stage import RAW_KEY, TextMeasure, run_stage
 from curation.core.stats import StageStats
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.config_loading import load_config
-from pipelines.decontaminate_config import EVAL_TEXT
+from curation.filters.params import EVAL_TEXT
 from pipelines.stages import build_stages, stage_names
 from tests.conftest import CORPUS
 

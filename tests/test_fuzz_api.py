@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from configs.overrides import parse_overrides
 from pipelines.config import ConfigError, WebCorpusConfig
-from pipelines.config_loading import load_config, parse_overrides
+from pipelines.config_loading import load_config
 from service.api import create_app
 from service.ray_jobs import RayJobState
 from service.settings import ServiceSettings

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from tests.s3_server import FlakyProxy, start_moto, synthetic_tokens, upload_folder
+from scripts.s3_server import FlakyProxy, start_moto, synthetic_tokens, upload_folder
 
 RUN = [
     "model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.seq_len=64", "model.vocab_size=512",

@@ -8,11 +8,11 @@ import pickle
 from contextlib import ExitStack
 
 from curation.readers import InputFile, read_file
-from curation.core.replay import Replaying
+from curation.core.replay import Replaying, replaying
 from curation.core.stage import TextMeasure, run_stage
 from curation.core.stats import StageStats
 from pipelines.config import WebCorpusConfig
-from pipelines.sample_cache import replaying
+from pipelines.sample_cache import NOT_REPLAYED
 from pipelines.stages import build_stages
 from tests.conftest import CORPUS
 
@@ -36,10 +36,10 @@ def _docs(n=60):
 def test_replayed_stages_give_what_computing_them_gives():
     cfg = WebCorpusConfig()
     reference = _run(build_stages(cfg), _docs())
-    recording = replaying(build_stages(cfg), record=True)
+    recording = replaying(build_stages(cfg), record=True, skip=NOT_REPLAYED)
     assert _run(recording, _docs()) == reference  # recording changes nothing either
     known = pickle.loads(pickle.dumps({s.name: s.recorded for s in recording if isinstance(s, Replaying)}))
-    replayed = replaying(build_stages(cfg), known=known)
+    replayed = replaying(build_stages(cfg), known=known, skip=NOT_REPLAYED)
     for stage in replayed:
         if isinstance(stage, Replaying):
             stage.stage.apply = None  # the wrapped stage must not run at all: every record is known

@@ -143,3 +143,11 @@ def test_the_cli_takes_overrides_before_and_after_options():
     args = parse_args(["--data", "runs/sample/tokens", "optim.steps=16", "--out", "runs/x", "stop_after=8", "--no-progress"])
     assert (args.data, args.out, args.no_progress) == ("runs/sample/tokens", "runs/x", True)
     assert args.overrides == ["optim.steps=16", "stop_after=8"]
+
+
+def test_paths_from_the_options_are_taken_as_given_not_as_yaml():
+    from trainer.__main__ import config_overrides, parse_args
+
+    args = parse_args(["--data", "[x]", "--out", "runs/a: b", "optim.steps=16"])
+    cfg = load_train_config("tiny", None, config_overrides(args))
+    assert (cfg.data.manifest, cfg.out_dir, cfg.optim.steps) == ("[x]", "runs/a: b", 16)

@@ -8,7 +8,6 @@ array and the document offsets as numpy views, without copying or decoding anyth
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+from tokenizer.files import atomic_path
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -30,13 +31,8 @@ def shard_schema(dtype: np.dtype) -> pa.Schema:
 
 
 def _write_atomically(path: Path, batch: pa.RecordBatch) -> None:
-    # Renamed into place when complete, as every output of a run is (``curation.core.files``, which
-    # the tokenizer does not import: the trainer reads shards through this package, without curation).
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
         writer.write_batch(batch)
-    os.replace(tmp, path)
 
 
 def file_sha256(path: Path) -> str:

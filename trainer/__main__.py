@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from configs.overrides import Override
 from trainer.config import PRESETS, load_train_config
 from trainer.train import train
 
@@ -41,10 +42,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)
 
 
+def config_overrides(args: argparse.Namespace) -> list[Override]:
+    """The options' paths, set as given (read as YAML, ``[x]`` would become a list), then the user's overrides."""
+    return [("data.manifest", args.data), *([("out_dir", args.out)] if args.out else []), *args.overrides]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = [f"data.manifest={args.data}", *([f"out_dir={args.out}"] if args.out else []), *args.overrides]
+    overrides = config_overrides(args)
     try:
         cfg = load_train_config(args.preset, args.config, overrides)
     except (ValueError, OSError) as exc:

@@ -13,6 +13,8 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from tokenizer.files import atomic_write_bytes
+
 
 class Checkpointer:
     """``root/step-<n>/``, complete once its ``extra.json`` exists; the newest ``keep`` are kept."""
@@ -33,9 +35,7 @@ class Checkpointer:
         dist.barrier()
         if rank == 0:  # written last: a checkpoint without it is incomplete and ignored
             extra = {"step": step, "scheduler": scheduler.state_dict(), "data": data_state}
-            tmp = path / "extra.json.tmp"
-            tmp.write_text(json.dumps(extra))
-            tmp.replace(path / "extra.json")
+            atomic_write_bytes(path / "extra.json", json.dumps(extra).encode())
             for old in sorted(self.root.glob("step-*"))[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         dist.barrier()

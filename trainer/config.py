@@ -8,12 +8,12 @@ field may hold a path (``trainer.config_sections``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
+from configs.overrides import ConfigError, Override, load, parse_overrides, validate
 from trainer.config_sections import (
     WRITE_PATH,
     CheckpointConfig,
@@ -31,10 +31,6 @@ __all__ = [
     "PRESETS", "CheckpointConfig", "ConfigError", "DataConfig", "DistillConfig", "LogConfig", "ModelConfig", "ObjectiveConfig",
     "OptimConfig", "ParallelConfig", "TrainConfig", "load_train_config", "parse_overrides",
 ]
-
-
-class ConfigError(ValueError):
-    """A training config that cannot run; the message names the offending field."""
 
 
 class TrainConfig(Section):
@@ -66,81 +62,14 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _yaml_value(item: str, raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw)
-    # safe_load refuses Python tags with a YAMLError; a well-formed tag on a bad value
-    # (``!!int x``, ``!!timestamp x``) fails in its constructor with other errors
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        reason = " ".join(str(exc).split())  # YAML's messages span lines with a caret under the column
-        raise ConfigError(f"override {item!r}: the value is not valid YAML ({reason})") from None
-
-
-def parse_overrides(overrides: list[str]) -> dict:
-    """``["optim.lr=3e-4", "data={manifest: x, ratios: null}"]`` -> one nested dict, later overrides
-    merged over earlier ones; values are YAML (numbers, booleans, lists, mappings, ``null``), as
-    in the curation config's overrides (``pipelines.config.parse_overrides``)."""
-    tree: dict = {}
-    for item in overrides:
-        key, sep, raw = str(item).partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form section.field=value")
-        node: Any = _yaml_value(item, raw)
-        for part in reversed(key.split(".")):
-            node = {part: node}
-        tree = _deep_merge(tree, node)
-    return tree
-
-
-def _read_yaml(path: str | Path) -> dict:
-    try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
-    return loaded or {}
-
-
-def describe(err: ValidationError) -> str:
-    """One line per error, each starting with the dotted field (``optim.lr: ...``)."""
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "config"
-        message = e["msg"].removeprefix("Value error, ")
-        line = message if message.startswith(field) else f"{field}: {message}"
-        value = e.get("input")
-        if "got" not in message and not isinstance(value, dict):  # a section's whole mapping says little
-            got = repr(value)
-            line += f" (got {got if len(got) <= 80 else got[:77] + '...'})"
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def validate_train_config(tree: dict) -> TrainConfig:
     """A ``TrainConfig`` from a nested dict, or a ``ConfigError`` naming each bad field."""
-    try:
-        return TrainConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(describe(exc)) from None
+    return validate(TrainConfig, tree)
 
 
-def load_train_config(preset: str = "tiny", path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """The preset, then the YAML file, then the overrides in order; validated once, as a whole."""
+def load_train_config(preset: str = "tiny", path: str | Path | None = None, overrides: Iterable[Override] | None = None) -> TrainConfig:
+    """The preset, then the YAML file, then the overrides in order (``configs.overrides``);
+    validated once, as a whole."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    tree = _deep_merge(PRESETS[preset], _read_yaml(path) if path is not None else {})
-    return validate_train_config(_deep_merge(tree, parse_overrides(overrides or [])))
+    return load(TrainConfig, PRESETS[preset], path, overrides or [])

@@ -14,9 +14,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-READ_PATH = {"path": "read"}
+from configs.fields import READ_PATH, WRITE_PATH
+
 EVAL_TEXT = Path(__file__).resolve().parents[1] / "data" / "eval"  # the reference text shipped with the product (data/eval/README.md)
-WRITE_PATH = {"path": "write"}
 
 
 def one_of(field: str, *allowed: str):

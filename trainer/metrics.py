@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from tokenizer.files import atomic_write_bytes
 from trainer.config import LogConfig
 from trainer.model import Transformer
 from trainer.plan import datasheet_peak
@@ -57,9 +58,7 @@ def truncate_metrics(path: Path, start_step: int) -> None:
             continue
         if isinstance(record, dict) and record.get("step", start_step + 1) <= start_step:
             kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    tmp.replace(path)
+    atomic_write_bytes(path, "".join(kept).encode())
 
 
 class MetricsLog:

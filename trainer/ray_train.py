@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="section.field=value")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    overrides = [f"data.manifest={args.data}", *([f"out_dir={args.storage}"] if args.storage else []), *args.overrides]
+    # paths are set as given, not read as YAML (``[x]`` would become a list)
+    overrides = [("data.manifest", args.data), *([("out_dir", args.storage)] if args.storage else []), *args.overrides]
     out_dir = args.storage or "runs/train"
     try:
         cfg = load_train_config(args.preset, args.config, overrides)

@@ -27,6 +27,8 @@ from pathlib import Path
 import fsspec
 from fsspec.core import url_to_fs
 
+from tokenizer.files import atomic_path
+
 logger = logging.getLogger(__name__)
 
 # attempts per request, the first included; botocore's standard mode waits up to 2**n s (capped at
@@ -143,9 +145,8 @@ def _fetch(fs, remote: str, local: Path, entry: dict) -> None:
 
     if intact():
         return
-    tmp = local.with_name(f"{local.name}.{os.getpid()}.tmp")
-    fs.get_file(remote, str(tmp))
-    os.replace(tmp, local)
+    with atomic_path(local, unique=True) as tmp:
+        fs.get_file(remote, str(tmp))
     if not intact():
         raise OSError(f"{remote}: the downloaded shard does not match its manifest entry (size or sha256)")
 
@@ -168,9 +169,8 @@ def local_manifest(data: str | os.PathLike) -> Path:
     for entry in manifest["shards"]:
         _fetch(fs, f"{base}/{entry['file']}", folder / entry["file"], entry)
     local = folder / "manifest.json"
-    tmp = local.with_name(f"manifest.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest))
-    os.replace(tmp, local)
+    with atomic_path(local, unique=True) as tmp:
+        tmp.write_text(json.dumps(manifest))
     logger.info("%d shards of %s cached in %s", len(manifest["shards"]), url, folder)
     return local
 
@@ -187,10 +187,9 @@ def local_out_dir(out_dir: str | os.PathLike, rank: int) -> Path:
         return mirror
     fs, path = filesystem(out_dir)
     local = mirror / "metrics.jsonl"
-    tmp = mirror / f"metrics.jsonl.{os.getpid()}.tmp"
     if fs.exists(f"{path}/metrics.jsonl"):
-        fs.get_file(f"{path}/metrics.jsonl", str(tmp))
-        os.replace(tmp, local)
+        with atomic_path(local, unique=True) as tmp:
+            fs.get_file(f"{path}/metrics.jsonl", str(tmp))
     else:  # a mirror left by an earlier run under this name must not leak into this one
         local.unlink(missing_ok=True)
     return mirror

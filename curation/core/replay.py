@@ -66,3 +66,14 @@ class Replaying(Stage):
             removed = [k for k in metadata_before if k not in doc.metadata]
             self.recorded[doc.id] = (verdict, None if doc.text is text_before else doc.text, changed, removed, counters)
         return verdict
+
+
+def replaying(stages: list[Stage], known: dict[str, dict[str, Effect]] | None = None, record: bool = False, skip: tuple[str, ...] = ()) -> list[Stage]:
+    """``stages`` with every replayable one wrapped: all but the shard-level ones and those named in ``skip``."""
+    known = known or {}
+    return [s if s.name in skip or isinstance(s, ShardStage) else Replaying(s, known.get(s.name), record) for s in stages]
+
+
+def replayed(stages: list[Stage]) -> int:
+    """How many stage results were replayed, not computed."""
+    return sum(s.replayed for s in stages if isinstance(s, Replaying))

@@ -150,3 +150,26 @@ class StageStats:
             wall_time_s=float(d["wall_time_s"]),
             domains={n: DomainStats.from_dict(x) for n, x in d["domains"].items()},
         )
+
+
+def ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 6) if whole else None
+
+
+def domain_assignment(stage: StageStats) -> dict:
+    """Per domain, what left a domain-assigning stage (the domain classifier) with a tag from its
+    source and what it classified, and how often the classifier agreed with a source's tag."""
+    out: dict[str, dict] = {}
+    for name, d in sorted(stage.domains.items()):
+        moved = Counts()
+        for target, counts in sorted(d.reassigned.items()):
+            out.setdefault(target, {"tagged": Counts(), "classified": Counts()})["classified"].merge(counts)
+            moved.merge(counts)
+        stayed = Counts(d.out.docs - moved.docs, d.out.bytes - moved.bytes, d.out.tokens - moved.tokens)
+        if stayed.docs:
+            out.setdefault(name, {"tagged": Counts(), "classified": Counts()})["tagged"].merge(stayed)
+    counters = stage.total().counters
+    return {
+        "per_domain": {d: {k: c.to_dict() for k, c in v.items()} for d, v in sorted(out.items())},
+        "tagged_agreement": ratio(counters.get("tagged_agrees", 0), counters.get("tagged_agrees", 0) + counters.get("tagged_disagrees", 0)),
+    }

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curation.core.files import atomic_write_json
 from curation.dedup.steps import LSHParams
+from tokenizer.files import atomic_write_json
 
 INDEX_PARAMS = ("ngram", "num_perm", "bands", "rows", "seed")
 

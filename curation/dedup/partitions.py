@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from curation.core.files import atomic_path
+from tokenizer.files import atomic_path
 
 
 def write_arrow(path: Path, columns: dict[str, np.ndarray | list | pa.Array]) -> None:

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 from datatrove.data import Document
 
-from curation.readers.base import InputFile, raw_document
-from curation.readers.warc import GZIP_MAGIC, TEXT_MIME_TYPES, _content_type, read_warc
+from curation.readers.base import InputFile
+from curation.readers.warc import GZIP_MAGIC, read_warc, record_document
 
 logger = logging.getLogger(__name__)
 
@@ -37,24 +37,14 @@ def _document(record, file: InputFile, position: int) -> Document:
         raise _NotPlain("response without parsed HTTP headers")
     if http is not None and (any(http.get(h) for h in _ENCODED) or http.status_code != 200):
         raise _NotPlain("encoded payload or non-200 status")
-    mime, charset = _content_type(http.get("Content-Type") if http is not None else record.headers.get("Content-Type"))
     raw = record.reader.read()
     if record.reader.tell() != record.content_length:  # a member cut short inside the record's block
         raise _NotPlain("block shorter than its Content-Length")
     declared = http.get("Content-Length") if http is not None else None
     if declared is not None and declared.strip().isdigit() and int(declared) != len(raw):
         raise _NotPlain("payload length differs from its Content-Length")
-    return raw_document(
-        raw,
-        file,
-        position,
-        record.headers.get("WARC-Target-URI"),
-        content_type="text" if mime == "text/plain" else "html",
-        charset=charset,
-        error=None if mime in TEXT_MIME_TYPES else "unsupported_content_type",
-        warc_record_id=record.headers.get("WARC-Record-ID"),
-        mime=mime or None,
-    )
+    content_type = http.get("Content-Type") if http is not None else record.headers.get("Content-Type")
+    return record_document(raw, file, position, record.headers.get("WARC-Target-URI"), content_type, record.headers.get("WARC-Record-ID"))
 
 
 def _ends_with_one_whole_member(stream, start: int) -> bool:

@@ -40,6 +40,22 @@ def _content_type(header: str | None) -> tuple[str, str | None]:
     return mime, match.group(1) if match else None
 
 
+def record_document(
+    raw: bytes, file: InputFile, position: int, url: str | None, content_type: str | None, record_id: str | None, error: str | None = None
+) -> Document:
+    """A response or resource record's document, whichever library parsed the record (warcio here,
+    FastWARC in ``fastwarc_reader``), so both readers give the same documents. ``content_type``: the
+    HTTP Content-Type header, else the record's; a page of another type than ``TEXT_MIME_TYPES`` is
+    rejected as ``unsupported_content_type`` unless it already has an ``error``."""
+    mime, charset = _content_type(content_type)
+    if error is None and mime not in TEXT_MIME_TYPES:
+        error = "unsupported_content_type"
+    return raw_document(
+        raw, file, position, url, content_type="text" if mime == "text/plain" else "html", charset=charset, error=error,
+        warc_record_id=record_id, mime=mime or None,
+    )
+
+
 def iter_gzip_members(stream, chunk_size: int = 1 << 20) -> Iterator[tuple[bytes | None, bytes, str | None]]:
     """Yield ``(decompressed, raw, error)`` for each gzip member of ``stream``, in order.
 
@@ -96,9 +112,7 @@ def _record_documents(records: ArchiveIterator, file: InputFile, first_position:
         if http is None and (record.rec_headers.get_header("Content-Type") or "").startswith("application/http"):
             # warcio parses the HTTP block only for http(s) target URIs; file:// and others need it here
             http = record.http_headers = _HTTP_PARSER.parse(record.raw_stream)
-        mime, charset = _content_type(
-            http.get_header("Content-Type") if http else record.rec_headers.get_header("Content-Type")
-        )
+        content_type = http.get_header("Content-Type") if http else record.rec_headers.get_header("Content-Type")
         try:
             raw, error = record.content_stream().read(), None
         except Exception as exc:  # bad chunked or content-encoded payload: keep what the record held
@@ -108,19 +122,8 @@ def _record_documents(records: ArchiveIterator, file: InputFile, first_position:
         status = http.get_statuscode() if http else "200"
         if error is None and status != "200":
             error = f"http_status:{status}"
-        elif error is None and mime not in TEXT_MIME_TYPES:
-            error = "unsupported_content_type"
-        yield raw_document(
-            raw,
-            file,
-            position,
-            record.rec_headers.get_header("WARC-Target-URI"),
-            content_type="text" if mime == "text/plain" else "html",
-            charset=charset,
-            error=error,
-            warc_record_id=record.rec_headers.get_header("WARC-Record-ID"),
-            mime=mime or None,
-        )
+        headers = record.rec_headers
+        yield record_document(raw, file, position, headers.get_header("WARC-Target-URI"), content_type, headers.get_header("WARC-Record-ID"), error)
         position += 1
 
 

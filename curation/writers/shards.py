@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from datatrove.data import Document
 
 from curation.core.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, documents_to_table, rejected_to_table, table_to_documents
-from curation.core.files import temporary_path
+from tokenizer.files import temporary_path
 
 
 class ShardWriter:

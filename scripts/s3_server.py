@@ -1,5 +1,7 @@
 """Loopback stand-ins for object storage in tests and benchmarks: moto's S3 server, a proxy in
-front of it that fails a share of requests, and small synthetic token shards."""
+front of it that fails a share of requests, and small synthetic token shards.
+
+Here, not in tests/, because the benchmarks use them too, and a benchmark must not import the tests."""
 
 from __future__ import annotations
 
