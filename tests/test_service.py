@@ -35,7 +35,7 @@ def small_request(**extra) -> dict:
 
 
 def ablation_request(service, **extra) -> dict:
-    """Two variants x one seed of the tiny trainer for a few steps, on two of the bundled WARCs."""
+    """Two variants x one seed of the tiny trainer for 3 steps (scored at each), on two of the bundled WARCs."""
     sources = [
         {"name": "fin", "format": "warc", "domain": "finance", "paths": [str(WARC / "finance-00000.warc.gz")]},
         {"name": "gen", "format": "warc", "domain": "general", "paths": [str(WARC / "general-00000.warc.gz")]},
@@ -43,7 +43,7 @@ def ablation_request(service, **extra) -> dict:
     eval_text = small_eval_text(service["root"] / "runs" / "eval")  # inside the runs root, a data root
     config = {
         "name": "two", "variants": ["extract-lang", "full"], "curation_overrides": [f"sources={json.dumps(sources)}", "tokenizer.vocab_size=1000"],
-        "train": {"overrides": [*ABLATION_TRAIN, f"log.eval_text={json.dumps(eval_text)}"], "seeds": [0]},
+        "train": {"overrides": [*ABLATION_TRAIN, "log.val_every=1", f"log.eval_text={json.dumps(eval_text)}"], "seeds": [0]},
     }
     return {"config": {**config, **extra}}
 
@@ -328,6 +328,16 @@ def test_ablation_job_trains_each_variant_on_ray_and_serves_its_table(service, a
     for v in (raw, full):
         assert set(v["bpb"]) == {"finance", "general"} and all(b["n"] == 1 and 0 < b["mean"] < 16 for b in v["bpb"].values())
     assert full["retention"]["docs"] < raw["retention"]["docs"]
+    # each variant's own run: its funnel (open, as a curation job's) and its seeds' training metrics (with a token)
+    for v in ("extract-lang", "full"):
+        status, funnel = api.call("GET", f"/v1/jobs/{job['id']}/ablation/{v}/funnel", token=None)
+        stats = json.loads((Path(job["output_dir"]) / "curation" / v / "stats.json").read_text())
+        assert status == 200 and {k: x for k, x in funnel.items() if k not in ("job", "variant", "partial")} == stats
+        assert api.call("GET", f"/v1/jobs/{job['id']}/ablation/{v}/metrics", token=None)[0] == 401
+        metrics = api.call("GET", f"/v1/jobs/{job['id']}/ablation/{v}/metrics")[1]["seeds"]
+        assert list(metrics) == ["0"] and [m["step"] for m in metrics["0"]] == [1, 2, 3] and "val_bpb/finance" in metrics["0"][-1]
+    status, answer = api.call("GET", f"/v1/jobs/{job['id']}/ablation/everything/funnel")
+    assert status == 422 and answer["detail"][0]["field"] == "variant"
     status, answer = api.call("GET", f"/v1/jobs/{ablated['cancelled']['id']}/ablation")
     assert status == 404 and answer["detail"][0]["field"] == "job_id"
     assert api.call("GET", "/v1/jobs?kind=ablation")[1][0]["state"] == "cancelled"
@@ -507,6 +517,17 @@ def test_dashboard_compares_runs_side_by_side_and_shows_the_ablation_table(servi
         assert cells["finance"].text == f"{variant['bpb']['finance']['mean']:.4f} ± {variant['bpb']['finance']['std']:.4f}"
         assert row.find_element("css selector", ".retention-docs").text == pct(variant["retention"]["docs"])
     assert driver.find_element("id", "ablation-progress").text == "2/2 variants curated · 2/2 runs trained"
+    # each variant's funnel beside the other's, and the bits per byte of each of its seeds as it trained
+    columns = wait_for(driver, lambda d: d.find_elements("css selector", "#ablation-funnels .abl-funnel"))
+    assert [c.get_attribute("data-variant") for c in columns] == ["extract-lang", "full"]
+    for column in columns:
+        funnel = api.call("GET", f"/v1/jobs/{ablation['id']}/ablation/{column.get_attribute('data-variant')}/funnel")[1]
+        kept = {(b.get_attribute("data-stage"), b.get_attribute("data-domain")): int(b.get_attribute("data-kept")) for b in column.find_elements("css selector", "rect.bar")}
+        expected = {(s["name"], d): c["kept"]["docs"] for s in funnel["stages"] for d, c in s["domains"].items()}
+        assert {k: kept[k] for k in expected} == expected
+    curves = {(c.get_attribute("data-variant"), c.get_attribute("data-seed"), c.get_attribute("data-domain")): int(c.get_attribute("data-points"))
+              for c in driver.find_elements("css selector", "svg#ablation-bpb polyline.abl-bpb")}
+    assert curves == {(v, "0", d): 3 for v in ("extract-lang", "full") for d in ("finance", "general")}  # scored at each of 3 steps
     assert driver.execute_script(CUT_OFF) == []
 
 
