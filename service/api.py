@@ -1,5 +1,6 @@
 """The REST API: curation, training and ablation jobs on Ray, their live progress, funnel, rejected
-samples, training metrics and ablation results, under ``/v1``; ``/healthz``, Prometheus ``/metrics`` and the dashboard at ``/``.
+samples, training metrics and ablation results, under ``/v1``; ``/healthz``, Prometheus
+``/metrics`` and the dashboard at ``/``.
 
 Access (SECURITY.md has the threat model): every mutating call needs ``Authorization: Bearer
 <token>``, checked before its body is read. The job list, job status, progress and funnel are open;

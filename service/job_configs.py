@@ -7,11 +7,11 @@ config resolved and confined here, with no overrides left to be read again on th
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from pydantic import ValidationError
-
 import yaml
+from pydantic import ValidationError
 
 from pipelines.ablation_config import AblationConfig
 from pipelines.config import CHECK_FILES, ConfigError, WebCorpusConfig
@@ -114,12 +114,16 @@ def confined_ablation_config(cfg: AblationConfig, settings: ServiceSettings, job
         raise JobError("config.out_dir", "set by the service (<runs>/ablations/<job id>), not by a request", 422)
     out_dir = settings.runs_dir / "ablations" / job_id
     data = confine_config(AblationConfig, cfg.model_dump(mode="json"), settings.data_roots, PROJECT_ROOT, "config.", {"out_dir": str(out_dir)})
-    job_dir.mkdir(parents=True, exist_ok=True)
     base = _ablation_curation_base(data["curation_config"], cfg.curation_overrides, settings, out_dir / cfg.name / "curation")
-    train = _ablation_train(data["train"], settings, job_dir / "train.yaml")
-    data.update(curation_config=_dump(job_dir / "curation.yaml", base), curation_overrides=[], train=train)
-    job_cfg = AblationConfig.model_validate(data)
-    _check_variants(job_cfg, base)
+    train, train_cfg = _ablation_train(data["train"], settings)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    try:  # the variants are resolved on the written base; a refused request leaves nothing behind
+        data.update(curation_config=_dump(job_dir / "curation.yaml", base), curation_overrides=[], train={**train, "config": _dump(job_dir / "train.yaml", train_cfg)})
+        job_cfg = AblationConfig.model_validate(data)
+        _check_variants(job_cfg, base)
+    except Exception:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
     return job_cfg
 
 
@@ -149,8 +153,8 @@ def _ablation_curation_base(path: str | None, overrides: list[str], settings: Se
     return data
 
 
-def _ablation_train(train: dict, settings: ServiceSettings, path: Path) -> dict:
-    """The trainer config of every run, resolved from the preset, the (confined) file and the overrides."""
+def _ablation_train(train: dict, settings: ServiceSettings) -> tuple[dict, dict]:
+    """The trainer settings and config of every run, resolved from the preset, the (confined) file and the overrides."""
     preset, config, overrides = train["preset"], train["config"], train["overrides"]
     try:
         default = load_train_config(preset, None, []).model_dump(mode="json")
@@ -168,7 +172,7 @@ def _ablation_train(train: dict, settings: ServiceSettings, path: Path) -> dict:
         raise InvalidConfig(exc, "config.train.") from None
     # the ablation sets checkpoint.every=0 before the overrides: a value the request chose is kept
     keep = [f"checkpoint.every={data['checkpoint']['every']}"] if data["checkpoint"]["every"] != default["checkpoint"]["every"] else []
-    return {**train, "config": _dump(path, data), "overrides": keep}
+    return {**train, "overrides": keep}, data
 
 
 def _check_variants(cfg: AblationConfig, base: dict) -> None:

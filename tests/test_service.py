@@ -183,7 +183,8 @@ def test_ablation_requests_are_confined_and_name_the_field(service):
     for change, status, field in cases:
         got, answer = api.call("POST", "/v1/jobs/ablation", {"config": {**good, **change}})
         assert (got, answer["detail"][0]["field"]) == (status, field), (change, answer)
-    assert api.call("GET", "/v1/jobs?kind=ablation")[1] == []  # none of them was accepted
+    assert api.call("GET", "/v1/jobs?kind=ablation")[1] == []  # none of them was accepted, nor left a file behind
+    assert list((service["root"] / "runs" / ".jobs").glob("abl-*")) == []
 
 
 # ---- a job through the API, across a restart of the API process --------------------------------
