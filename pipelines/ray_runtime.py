@@ -14,6 +14,7 @@ from pipelines.config import RayConfig
 from pipelines.progress import current_progress
 
 logger = logging.getLogger(__name__)
+_task_options: dict[str, int] = {}  # the session's bounds on a task's worker (RayConfig), for run_tasks
 
 
 @contextmanager
@@ -24,6 +25,11 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    _task_options.clear()
+    if cfg.worker_max_tasks is not None:
+        _task_options["max_calls"] = cfg.worker_max_tasks
+    if cfg.task_memory_mb is not None:
+        _task_options["memory"] = cfg.task_memory_mb << 20
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
         logger.info("joining Ray cluster at %s", address)
@@ -35,6 +41,7 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     try:
         yield
     finally:
+        _task_options.clear()
         ray.shutdown()
 
 
@@ -54,7 +61,7 @@ def run_tasks(
     """
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+    remote = ray.remote(num_cpus=1, max_retries=3, **_task_options)(fn)
     refs = [remote.remote(*args) for args in calls]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[Any] = [None] * len(refs)
