@@ -45,7 +45,7 @@ def confined_curation_config(cfg: WebCorpusConfig, settings: ServiceSettings, jo
     fixed = {"runs_dir": str(settings.runs_dir), "data_roots": [str(r) for r in settings.data_roots]}
     data = confine_config(WebCorpusConfig, cfg.model_dump(mode="json"), settings.data_roots, PROJECT_ROOT, "config.", fixed)
     data.update(run_name=job_id)
-    data["ray"] = {"address": None, "num_cpus": None}  # the job joins the cluster it runs on
+    data["ray"] = {**(data.get("ray") or {}), "address": None, "num_cpus": None}  # the job joins the cluster it runs on (its worker bounds kept)
     try:
         return WebCorpusConfig.model_validate(data, context=CHECK_FILES)
     except ValidationError as exc:
@@ -145,7 +145,7 @@ def _ablation_curation_base(path: str | None, overrides: list[str], settings: Se
     except PathNotAllowed as exc:
         field = _override_for(overrides, exc.field, "config.curation_", "config.curation_config")
         raise PathNotAllowed(field, "", settings.data_roots, f"{exc.field}: {exc}") from None
-    data["ray"] = {"address": None, "num_cpus": None}  # the job joins the cluster it runs on
+    data["ray"] = {**(data.get("ray") or {}), "address": None, "num_cpus": None}  # the job joins the cluster it runs on (its worker bounds kept)
     try:
         WebCorpusConfig.model_validate(data, context=CHECK_FILES)
     except ValidationError as exc:
