@@ -1,10 +1,11 @@
-"""The REST API: curation and training jobs on Ray, their live progress, funnel, rejected samples and
-training metrics, under ``/v1``; ``/healthz``, Prometheus ``/metrics`` and the dashboard at ``/``.
+"""The REST API: curation, training and ablation jobs on Ray, their live progress, funnel, rejected
+samples, training metrics and ablation results, under ``/v1``; ``/healthz``, Prometheus
+``/metrics`` and the dashboard at ``/``.
 
 Access (SECURITY.md has the threat model): every mutating call needs ``Authorization: Bearer
 <token>``, checked before its body is read. The job list, job status, progress and funnel are open;
-document text (rejected samples), training metrics and error details need the API token or the
-read token. Only the configured hosts are answered. Every 4xx body is
+document text (rejected samples), training metrics, ablation results and error details need the API
+token or the read token. Only the configured hosts are answered. Every 4xx body is
 ``{"detail": [{"field": ..., "message": ...}]}`` naming the offending field.
 """
 
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import run_views
+from service.ablation_api import ablation_progress, ablation_routes
 from service.confinement import PathNotAllowed, confine_read
 from service.job_configs import InvalidConfig, JobError
 from service.jobs import JobService
@@ -241,6 +243,7 @@ def create_app(settings: ServiceSettings | None = None, ray: RayJobs | None = No
     app.add_middleware(Timing, histogram=latency)
     _error_handlers(app)
     _submission_routes(app, ctx)
+    ablation_routes(app, ctx, JobOut)
     _job_routes(app, ctx)
     _operations_routes(app, ctx, registry)
     return app
@@ -310,7 +313,7 @@ def _submission_routes(app: FastAPI, ctx: Context) -> None:
 
 def _job_routes(app: FastAPI, ctx: Context) -> None:
     @app.get("/v1/jobs", response_model=list[JobOut])
-    def list_jobs(request: Request, kind: Literal["curation", "training"] | None = None,
+    def list_jobs(request: Request, kind: Literal["curation", "training", "ablation"] | None = None,
                   state_: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query(alias="state")] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobOut]:
         can_read = ctx.reader(request)
@@ -321,6 +324,8 @@ def _job_routes(app: FastAPI, ctx: Context) -> None:
         job = ctx.job_or_404(job_id)
         if job.kind == "curation":
             progress = run_views.curation_progress(Path(job.output_dir), JobService.stage_names(job))
+        elif job.kind == "ablation":
+            progress = ablation_progress(job)
         else:
             metrics = run_views.training_metrics(Path(job.output_dir), max_points=1)
             steps = job.request["config"]["optim"]["steps"]
@@ -343,15 +348,16 @@ def _job_routes(app: FastAPI, ctx: Context) -> None:
         return {"job": job.id, "state": job.state, **funnel}
 
     @app.get("/v1/jobs/{job_id}/rejected", dependencies=[Depends(ctx.read_authorized)])
-    def get_rejected(job_id: str, stage: str, reason: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict:
+    def get_rejected(job_id: str, stage: str, reason: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 20,
+                     offset: Annotated[int, Query(ge=0)] = 0) -> dict:
         job = ctx.job_or_404(job_id)
         if job.kind != "curation":
             raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only curation jobs reject documents")
         names = JobService.stage_names(job)
         if stage not in names:
             raise ApiError(422, "stage", f"unknown stage {stage!r}; this job's stages are {names}")
-        docs = run_views.rejected_sample(Path(job.output_dir), stage, reason, limit)
-        return {"job": job.id, "stage": stage, "reason": reason, "documents": docs}
+        docs, total = run_views.rejected_sample(Path(job.output_dir), stage, reason, limit, offset)
+        return {"job": job.id, "stage": stage, "reason": reason, "offset": offset, "total": total, "documents": docs}
 
     @app.get("/v1/jobs/{job_id}/metrics", dependencies=[Depends(ctx.read_authorized)])
     def get_metrics(job_id: str, max_points: Annotated[int, Query(ge=1, le=100_000)] = 2000) -> dict:

@@ -122,3 +122,20 @@ def confine_config(model: type[BaseModel], data: dict, roots: list[Path], base: 
             elif isinstance(value, list):
                 out[name] = [confine_config(sub, v, roots, base, f"{dotted}.{i}.", fixed) if isinstance(v, dict) else v for i, v in enumerate(value)]
     return out
+
+
+def path_values(model: type[BaseModel], data: dict, where: str = "") -> dict[str, object]:
+    """``dotted field -> value`` of every path field in ``data`` (a dumped config of type ``model``),
+    list items numbered: two configs whose path values are equal touch the same files."""
+    out: dict[str, object] = {}
+    for name, field in model.model_fields.items():
+        dotted, value = f"{where}{name}", (data or {}).get(name)
+        if path_kind(field):
+            out[dotted] = value
+        for sub in _models_in(field.annotation):
+            if isinstance(value, dict):
+                out.update(path_values(sub, value, f"{dotted}."))
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    out.update(path_values(sub, item, f"{dotted}.{i}.") if isinstance(item, dict) else {})
+    return out

@@ -1,7 +1,9 @@
 """Jobs: turning accepted requests into Ray job entrypoints, keeping the store in step with Ray.
 
 A curation job is ``python -m pipelines.web_corpus --config <file>`` on the cluster; a training
-job is ``torch.distributed.run ... -m trainer`` on a curation job's token shards. Their requests
+job is ``torch.distributed.run ... -m trainer`` on a curation job's token shards; an ablation job
+is ``python -m pipelines.ablate --config <file>`` (its curation runs spread over the cluster as a
+curation job's do, its training runs are processes of the job's driver). Their requests
 and configs are written to the shared runs folder, so any node of the cluster can read them.
 """
 
@@ -18,7 +20,8 @@ import yaml
 
 from pipelines.config import WebCorpusConfig
 from pipelines.stages import stage_names
-from service.job_configs import JobError, confined_curation_config, confined_training_config
+from pipelines.ablation_config import AblationConfig
+from service.job_configs import JobError, confined_ablation_config, confined_curation_config, confined_training_config
 from service.admission import Admission
 from service.ray_jobs import RayJobs
 from service.run_views import read_json
@@ -89,6 +92,15 @@ class JobService:
                    "config": cfg.model_dump(mode="json"), "launch": launch}
         job = self.store.create("training", request, str(out_dir), parent_id=parent.id if parent else None, job_id=job_id)
         return self._enqueue(job)
+
+    def submit_ablation(self, cfg: AblationConfig) -> Job:
+        job_id = self.store.new_id("ablation")
+        cfg = confined_ablation_config(cfg, self.settings, job_id, self._job_dir(job_id))
+        config_file = self._job_dir(job_id) / "ablation.yaml"
+        config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+        entry = f"{shlex.quote(self.settings.python)} -m pipelines.ablate --no-progress --config {shlex.quote(str(config_file))}"
+        request = {"config": cfg.model_dump(mode="json"), "launch": {"entrypoint": entry, "num_cpus": 0, "num_gpus": 0}}
+        return self._enqueue(self.store.create("ablation", request, str(cfg.root), job_id=job_id))
 
     def _enqueue(self, job: Job) -> Job:
         """Record the job as queued and hand it to Ray now if a slot is free; else the poller does."""

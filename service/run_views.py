@@ -69,22 +69,29 @@ def curation_funnel(run_dir: Path, stage_names: list[str]) -> dict | None:
     }
 
 
-def rejected_sample(run_dir: Path, stage: str, reason: str | None, limit: int, text_chars: int = 500) -> list[dict]:
-    """Up to ``limit`` rejected documents of one stage (optionally one reason), in shard order."""
+def rejected_sample(run_dir: Path, stage: str, reason: str | None, limit: int, offset: int = 0, text_chars: int = 500) -> tuple[list[dict], int]:
+    """Up to ``limit`` rejected documents of one stage (optionally one reason) from the ``offset``-th
+    on, in shard order, and how many there are in all (a page and the count to page through)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     rows: list[dict] = []
+    total = 0
     for path in sorted(RunDir(run_dir).rejected_dir(stage).glob("*.parquet")):
+        reasons = pq.read_table(path, columns=["reason"])["reason"]
+        mask = pc.equal(reasons, reason) if reason is not None else None
+        n = (pc.sum(mask).as_py() or 0) if mask is not None else len(reasons)
+        start = max(0, offset - total)  # of this shard's matching rows
+        total += n
+        if len(rows) >= limit or start >= n:
+            continue
         table = pq.read_table(path, columns=["id", "domain", "url", "reason", "text"])
-        if reason is not None:
-            table = table.filter(pc.equal(table["reason"], reason))
-        for row in table.slice(0, limit - len(rows)).to_pylist():
+        if mask is not None:
+            table = table.filter(mask)
+        for row in table.slice(start, limit - len(rows)).to_pylist():
             row["text"] = (row["text"] or "")[:text_chars]
             rows.append(row)
-        if len(rows) >= limit:
-            break
-    return rows
+    return rows, total
 
 
 def training_metrics(out_dir: Path, max_points: int = 2000) -> list[dict]:

@@ -27,7 +27,7 @@ class JobRow(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # curation | training
+    kind: Mapped[str] = mapped_column(String(16))  # curation | training | ablation
     state: Mapped[str] = mapped_column(String(16), index=True)  # queued | running | succeeded | failed | cancelled
     request: Mapped[str] = mapped_column(Text)  # the accepted request, JSON
     output_dir: Mapped[str] = mapped_column(Text)

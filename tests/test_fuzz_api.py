@@ -183,7 +183,7 @@ def test_curation_requests_with_any_config_get_2xx_or_a_named_4xx(client, mutati
 
 
 @FUZZ
-@given(body=_values, token=st.sampled_from([TOKEN, None, "wrong"]), route=st.sampled_from(["/v1/jobs/curation", "/v1/jobs/training"]))
+@given(body=_values, token=st.sampled_from([TOKEN, None, "wrong"]), route=st.sampled_from(["/v1/jobs/curation", "/v1/jobs/training", "/v1/jobs/ablation"]))
 def test_any_json_body_gets_2xx_or_a_named_4xx(client, body, token, route):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     _check(client.post(route, content=json.dumps(body), headers={**headers, "Content-Type": "application/json"}))
@@ -216,11 +216,36 @@ def test_training_requests_get_2xx_or_a_named_4xx(client, training):
     _check(_post(client, "/v1/jobs/training", training))
 
 
+_paths = st.sampled_from(["/etc/passwd", "../../x", str(CORPUS), "configs/web_corpus.yaml", "configs/ablation.yaml", ""]) | st.text(max_size=40)
+_overrides = st.lists(st.sampled_from(["sources=[{name: x, format: warc, domain: finance, paths: [/etc]}]", "runs_dir=/x", "data_roots=[/]",
+                                       "out_dir=/x", "data={manifest: /etc/passwd}", "dedup.threshold=7"]) | st.text(max_size=40), max_size=3)
+
+
+@settings(FUZZ, max_examples=60)  # every accepted example resolves each variant's curation config
+@given(
+    ablation=st.fixed_dictionaries(
+        {},
+        optional={
+            "name": st.sampled_from(["a", "x/../y", ""]) | st.text(max_size=12),
+            "out_dir": _paths,
+            "curation_config": _paths,
+            "curation_overrides": _overrides,
+            "variants": st.lists(st.sampled_from(["full", "extract-lang", "nope"]) | st.fixed_dictionaries({"name": st.text(max_size=8), "overrides": _overrides}), max_size=3),
+            "leave_one_out": st.booleans() | st.text(max_size=3),
+            "train": st.fixed_dictionaries({}, optional={"preset": st.sampled_from(["tiny", "huge"]), "config": _paths, "overrides": _overrides,
+                                                         "seeds": st.lists(st.integers(), max_size=3) | st.text(max_size=3)}),
+        },
+    )
+)
+def test_ablation_requests_get_2xx_or_a_named_4xx(client, ablation):
+    _check(_post(client, "/v1/jobs/ablation", {"config": ablation}))
+
+
 @FUZZ
 @given(
     job_id=st.text(min_size=1, max_size=40).map(lambda s: quote(s, safe="")),
-    suffix=st.sampled_from(["", "/funnel", "/rejected", "/metrics", "/cancel"]),
-    query=st.dictionaries(st.sampled_from(["stage", "reason", "limit", "max_points", "kind", "state"]), st.text(max_size=10) | st.integers().map(str), max_size=3),
+    suffix=st.sampled_from(["", "/funnel", "/rejected", "/metrics", "/ablation", "/cancel"]),
+    query=st.dictionaries(st.sampled_from(["stage", "reason", "limit", "offset", "max_points", "kind", "state"]), st.text(max_size=10) | st.integers().map(str), max_size=3),
 )
 def test_job_routes_with_any_id_and_query_get_a_named_4xx(client, job_id, suffix, query):
     method = "POST" if suffix == "/cancel" else "GET"

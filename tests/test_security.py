@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from curation.readers.base import InputFile
 from curation.readers.html_folder import read_html_folder
 from curation.core.stage import RAW_KEY, READ_ERROR_KEY
+from pipelines.ablation_config import AblationConfig
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.inputs import list_shards
 from service.api import create_app
@@ -160,6 +161,7 @@ def test_every_path_field_of_both_configs_is_marked_and_known():
                  "tokenizer.model_type", "ray.address", "mix.targets", "extract.engine", "read.warc_reader"}
     not_paths |= {"model.norm", "model.positions", "model.mlp", "model.init", "model.attention_pattern", "model.attention_backend",
                   "objective.kind", "optim.schedule", "parallel.sharding", "parallel.mixed_precision", "data.ratios", "data.schedule"}
+    not_paths |= {"name", "curation_overrides", "variants", "train.preset", "train.overrides"}  # the ablation's
 
     def stringy(model: type[BaseModel], prefix: str = ""):
         for name, field in model.model_fields.items():
@@ -171,13 +173,14 @@ def test_every_path_field_of_both_configs_is_marked_and_known():
             elif "str" in str(field.annotation) or "Literal" in str(field.annotation):
                 yield prefix + name
 
-    for model in (WebCorpusConfig, TrainConfig):
+    for model in (WebCorpusConfig, TrainConfig, AblationConfig):
         marked = {f for f, _ in path_fields(model)}
         unclassified = sorted(set(stringy(model)) - marked - not_paths)
         assert unclassified == [], f"{model.__name__}: declare these path fields (json_schema_extra) or list them as not paths"
     assert {f for f, _ in path_fields(WebCorpusConfig)} >= {"sources.*.paths", "quality.classifier.model_path", "domain_classifier.model_path",
                                                               "tokenizer.model_path", "dedup.previous_indexes", "runs_dir", "data_roots"}
     assert {f for f, _ in path_fields(TrainConfig)} >= {"data.manifest", "distill.teacher", "out_dir"}
+    assert {f for f, _ in path_fields(AblationConfig)} == {"out_dir", "curation_config", "train.config"}
 
 
 # ---- Medium 4: admission ----------------------------------------------------------------------
