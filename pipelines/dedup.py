@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir
 from pipelines.stages import DEDUP
 from pipelines.tasks import apply_shard
+from tokenizer.store_path import readable, remove_tree
 
 def lsh_params(d: DedupConfig) -> LSHParams:
     return LSHParams(**{k: getattr(d, k) for k in INDEX_PARAMS})
@@ -70,7 +70,7 @@ def _map(run: RunDir, d: DedupConfig, names: list[str], sizes: list[int], n_part
     run_tasks(map_shard, calls, DEDUP.step("signatures"), progress)
     previous = previous_index_files(d)
     if previous:
-        prev_sizes = [feather.read_table(f, columns=["id"]).num_rows for _, f in previous]
+        prev_sizes = [feather.read_table(readable(f), columns=["id"]).num_rows for _, f in previous]
         calls = [(f, run.dedup_work, name, o, n_parts, d.bands, d.num_perm) for (name, f), o in zip(previous, _offsets(prev_sizes))]
         run_tasks(map_previous_index, calls, DEDUP.step("previous index"), progress)
     return previous
@@ -113,9 +113,8 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         return json.loads(run.dedup_summary.read_text())
     started = time.perf_counter()
     work = run.dedup_work
-    if work.exists():  # a killed attempt: the global steps are cheap next to extraction, redo them
-        shutil.rmtree(work)
-    sizes = [pq.ParquetFile(run.filtered(n)).metadata.num_rows for n in names]
+    remove_tree(work)  # a killed attempt's: the global steps are cheap next to extraction, redo them
+    sizes = [pq.ParquetFile(readable(run.filtered(n))).metadata.num_rows for n in names]
     import ray
 
     n_parts = partitions_for(sum(sizes), d, int(ray.cluster_resources().get("CPU", 1)))
@@ -144,5 +143,5 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         "threshold": d.threshold,
     }
     atomic_write_json(run.dedup_summary, summary)
-    shutil.rmtree(work)
+    remove_tree(work)
     return summary

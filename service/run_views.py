@@ -12,6 +12,7 @@ from pathlib import Path
 from pipelines.funnel import merge_shard_stats, retention
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, TOKENIZER, phase_of
+from tokenizer.store_path import as_path, readable
 
 
 def read_json(path: Path) -> dict | None:
@@ -76,7 +77,7 @@ def rejected_sample(run_dir: Path, stage: str, reason: str | None, limit: int, t
 
     rows: list[dict] = []
     for path in sorted(RunDir(run_dir).rejected_dir(stage).glob("*.parquet")):
-        table = pq.read_table(path, columns=["id", "domain", "url", "reason", "text"])
+        table = pq.read_table(readable(path), columns=["id", "domain", "url", "reason", "text"])
         if reason is not None:
             table = table.filter(pc.equal(table["reason"], reason))
         for row in table.slice(0, limit - len(rows)).to_pylist():
@@ -89,7 +90,7 @@ def rejected_sample(run_dir: Path, stage: str, reason: str | None, limit: int, t
 
 def training_metrics(out_dir: Path, max_points: int = 2000) -> list[dict]:
     """The training job's metrics.jsonl lines (the loss curve), thinned evenly past ``max_points``."""
-    path = Path(out_dir) / "metrics.jsonl"
+    path = as_path(out_dir) / "metrics.jsonl"
     if not path.exists():
         return []
     records = []
@@ -106,5 +107,5 @@ def training_metrics(out_dir: Path, max_points: int = 2000) -> list[dict]:
 
 def training_workers(out_dir: Path) -> list[dict]:
     """Where each Ray Train worker of a run runs now (rank, node, pid, GPUs, start), as each rewrites it on a (re)start."""
-    workers = [w for path in sorted((Path(out_dir) / "workers").glob("rank-*.json")) if (w := read_json(path))]
+    workers = [w for path in sorted((as_path(out_dir) / "workers").glob("rank-*.json")) if (w := read_json(path))]
     return sorted(workers, key=lambda w: w.get("rank", 0))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from datatrove.data import Document
 
-from curation.readers.base import InputFile, raw_document
+from curation.readers.base import InputFile, open_input, raw_document
 from curation.readers.warc import GZIP_MAGIC, TEXT_MIME_TYPES, _content_type, read_warc
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _fast_documents(file: InputFile) -> Iterator[Document]:
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     wanted = (WarcRecordType.response, WarcRecordType.resource)
-    with open(file.path, "rb") as stream:
+    with open_input(file.path) as stream:
         if not stream.read(len(GZIP_MAGIC)).startswith(GZIP_MAGIC):
             raise _NotPlain("not gzip")
         stream.seek(0)
