@@ -11,7 +11,7 @@ from curation.readers import InputFile
 from curation.readers.base import OutsideDataRoots, inside_roots
 from pipelines.config import ConfigError, WebCorpusConfig
 from tokenizer.storage import is_remote
-from tokenizer.store_path import StorePath, glob_urls
+from tokenizer.store_path import glob_urls
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,6 @@ def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
 def _matches(pattern: str, folders: bool) -> list[str]:
     """The files (or folders) a local glob or a URL glob (``s3://bucket/crawl/*.warc.gz``) matches."""
     if is_remote(pattern):
-        kind = "is_dir" if folders else "is_file"
-        return [u for u in glob_urls(pattern) if getattr(StorePath(u), kind)()]
+        return glob_urls(pattern, "directory" if folders else "file")
     matched = sorted(glob.glob(pattern, recursive=True))
     return [p for p in matched if (Path(p).is_dir() if folders else Path(p).is_file())]

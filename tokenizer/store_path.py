@@ -144,11 +144,13 @@ def as_path(path: str | os.PathLike | StorePath) -> AnyPath:
     return Path(text[len("file://"):] if text.startswith("file://") else text)
 
 
-def glob_urls(pattern: str) -> list[str]:
-    """The objects a URL glob matches, as URLs, sorted."""
+def glob_urls(pattern: str, kind: str | None = None) -> list[str]:
+    """The objects (``kind="file"``) or prefixes (``"directory"``) a URL glob matches, as sorted URLs.
+    Their kind comes with the listing: probing each one could fail (403) and drop it silently."""
     fs, path = filesystem(pattern)
     protocol = pattern.partition("://")[0]
-    return sorted(f"{protocol}://{p}" for p in fs.glob(path))
+    found = fs.glob(path, detail=True)
+    return sorted(f"{protocol}://{p}" for p, info in found.items() if kind is None or info.get("type") == kind)
 
 
 def remove_tree(path: AnyPath) -> None:
