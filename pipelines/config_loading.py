@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipelines.config import CHECK_FILES, ConfigError, WebCorpusConfig
+from tokenizer.store_path import as_path
 
 
 def _format_validation_error(err: ValidationError) -> str:
@@ -63,7 +64,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     tree: dict = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = yaml.safe_load(as_path(path).read_text())  # a job config may lie on the store
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         except yaml.YAMLError as exc:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pipelines.config import CHECK_FILES, WebCorpusConfig
 from service.confinement import PathNotAllowed, confine_config, path_fields
 from service.settings import PROJECT_ROOT, ServiceSettings
+from tokenizer.store_path import StorePath
 from trainer.config import TrainConfig, load_train_config
 
 
@@ -35,8 +36,8 @@ def confined_curation_config(cfg: WebCorpusConfig, settings: ServiceSettings, jo
     markers), its output placed in the service's runs folder under the job id, and the data roots
     recorded so that the run checks every file again as it opens it. Files are opened (model
     cards, the domain labels) only in this last validation, after every path was confined."""
-    fixed = {"runs_dir": str(settings.runs_dir), "data_roots": [str(r) for r in settings.data_roots]}
-    data = confine_config(WebCorpusConfig, cfg.model_dump(mode="json"), settings.data_roots, PROJECT_ROOT, "config.", fixed)
+    fixed = {"runs_dir": str(settings.runs_root), "data_roots": [str(r) for r in settings.roots]}
+    data = confine_config(WebCorpusConfig, cfg.model_dump(mode="json"), settings.roots, PROJECT_ROOT, "config.", fixed)
     data.update(run_name=job_id)
     data["ray"] = {"address": None, "num_cpus": None}  # the job joins the cluster it runs on
     try:
@@ -60,7 +61,7 @@ def _override_for(overrides: list[str], dotted: str) -> str:
     return "overrides"
 
 
-def confined_training_config(preset: str, overrides: list[str], manifest: str, out_dir: Path, settings: ServiceSettings) -> TrainConfig:
+def confined_training_config(preset: str, overrides: list[str], manifest: str, out_dir: Path | StorePath, settings: ServiceSettings) -> TrainConfig:
     """The training config a job runs with: ``preset`` plus ``overrides`` resolved first, then each
     path checked by its marker, whatever spelling set it (dotted or a whole section). The manifest
     and every output path are the service's: an override that moves them is refused."""
@@ -75,9 +76,9 @@ def confined_training_config(preset: str, overrides: list[str], manifest: str, o
             raise JobError(_override_for(overrides, dotted), f"{dotted} is set by the service (the job's folder and its manifest), not by an override", 422)
     fixed = {f: str(out_dir) for f, kind in path_fields(TrainConfig) if kind == "write"}
     try:
-        data = confine_config(TrainConfig, resolved, settings.data_roots, PROJECT_ROOT, "", fixed)
+        data = confine_config(TrainConfig, resolved, settings.roots, PROJECT_ROOT, "", fixed)
     except PathNotAllowed as exc:
-        raise PathNotAllowed(_override_for(overrides, exc.field), "", settings.data_roots, str(exc)) from None
+        raise PathNotAllowed(_override_for(overrides, exc.field), "", settings.roots, str(exc)) from None
     data["data"]["manifest"] = manifest
     try:
         return TrainConfig.model_validate(data)

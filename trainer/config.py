@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
+from tokenizer.store_path import as_path
 from trainer.config_sections import (
     WRITE_PATH,
     CheckpointConfig,
@@ -105,7 +106,7 @@ def parse_overrides(overrides: list[str]) -> dict:
 
 def _read_yaml(path: str | Path) -> dict:
     try:
-        loaded = yaml.safe_load(Path(path).read_text())
+        loaded = yaml.safe_load(as_path(path).read_text())  # a job config may lie on the store
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -61,7 +61,7 @@ def inside_roots(path: str | os.PathLike, roots: tuple[str, ...] | list) -> str:
                 return url
         raise OutsideDataRoots(f"{os.fspath(path)!r} lies outside the data roots {[os.fspath(r) for r in roots]}")
     real = os.path.realpath(path)
-    for root in roots:
+    for root in (r for r in roots if not is_remote(r)):  # a URL root holds no local file
         root = os.path.realpath(root)
         if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
             return real
