@@ -41,6 +41,26 @@ def synthetic_tokens(folder: Path, vocab: int = 512, docs: int = 240, seed: int 
     return folder
 
 
+def bundled_config_on_store(path: Path, sources_url: str, runs_url: str, run_name: str) -> Path:
+    """The bundled run's config (``python -m pipelines.web_corpus`` with no arguments) with every
+    source under ``sources_url`` (the sample corpus' layout) and the runs folder at ``runs_url``."""
+    from pipelines.config import SAMPLE_CORPUS, WebCorpusConfig
+
+    sources = WebCorpusConfig().model_dump(mode="json")["sources"]
+    for source in sources:
+        source["paths"] = [p.replace(str(SAMPLE_CORPUS), sources_url) for p in source["paths"]]
+    path.write_text(json.dumps({"runs_dir": runs_url, "run_name": run_name, "sources": sources}))
+    return path
+
+
+def upload_corpus(fs, bucket_prefix: str) -> None:
+    """The sample corpus' WARC files under ``bucket_prefix`` (``bucket/sources``), in its layout."""
+    from pipelines.config import SAMPLE_CORPUS
+
+    for path in sorted(SAMPLE_CORPUS.rglob("*.warc.gz")):
+        fs.put_file(str(path), f"{bucket_prefix}/{path.relative_to(SAMPLE_CORPUS).as_posix()}")
+
+
 def upload_folder(fs, local: Path, remote: str) -> None:
     for path in sorted(local.iterdir()):
         fs.put_file(str(path), f"{remote}/{path.name}")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import CORPUS, ROOT
 from tests.run_fingerprint import differences, run_fingerprint
-from tests.s3_server import FlakyProxy, start_moto
+from tests.s3_server import FlakyProxy, bundled_config_on_store, start_moto, upload_corpus
 
 RECORDED = json.loads((ROOT / "tests" / "data" / "bundled_run_fingerprint.json").read_text())
 BUCKET = "curation"
@@ -34,22 +34,13 @@ def store():
     server, endpoint = start_moto()
     fs = s3fs.S3FileSystem(key="h18-key", secret=SECRET, endpoint_url=endpoint, use_listings_cache=False, skip_instance_cache=True)
     fs.mkdir(BUCKET)
-    for path in sorted(CORPUS.rglob("*.warc.gz")):
-        fs.put_file(str(path), f"{BUCKET}/sources/{path.relative_to(CORPUS).as_posix()}")
+    upload_corpus(fs, f"{BUCKET}/sources")
     yield endpoint, fs
     server.stop()
 
 
-def bundled_on_store(tmp_path: Path, run_name: str, sources_prefix: str = "sources") -> Path:
-    """The bundled run's config with every source path and the runs folder on the store."""
-    from pipelines.config import WebCorpusConfig
-
-    sources = WebCorpusConfig().model_dump(mode="json")["sources"]
-    for source in sources:
-        source["paths"] = [p.replace(str(CORPUS), f"s3://{BUCKET}/{sources_prefix}") for p in source["paths"]]
-    path = tmp_path / f"{run_name}.json"
-    path.write_text(json.dumps({"runs_dir": f"s3://{BUCKET}/runs", "run_name": run_name, "sources": sources}))
-    return path
+def bundled_on_store(tmp_path: Path, run_name: str) -> Path:
+    return bundled_config_on_store(tmp_path / f"{run_name}.json", f"s3://{BUCKET}/sources", f"s3://{BUCKET}/runs", run_name)
 
 
 def start_run(config: Path, endpoint: str, tmp_path: Path, stderr=subprocess.PIPE) -> subprocess.Popen:
