@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 from pipelines.ablation_config import AblationConfig, Variant, load_ablation_config
 from pipelines.ablation_report import plot, render_markdown, variant_summary
+from pipelines.ablation_training import plan_entry, run_plan
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.ray_runtime import ray_session
 from curation.core.files import atomic_write_bytes, atomic_write_json
@@ -68,49 +67,34 @@ def curate_variants(cfg: AblationConfig, variants: list[Variant], progress: bool
     return out
 
 
-def _trainer(args: list[str], log: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
-    with open(log, "a") as f:
-        result = subprocess.run([sys.executable, "-m", *args], stdout=f, stderr=subprocess.STDOUT, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"`python -m {' '.join(args[:1])}` failed (exit {result.returncode}); see {log}")
+def train_plan(cfg: AblationConfig, variants: list[Variant]) -> list[dict]:
+    """Every (variant, seed) training run, in order: the same model and token budget for each."""
+    train = cfg.train.model_dump()
+    return [
+        plan_entry(train, v.name, cfg.curation(v).run_dir / "tokens", cfg.root / "train" / v.name / f"seed-{seed}", seed)
+        for v in variants
+        for seed in cfg.train.seeds
+    ]
 
 
-def train_and_score(cfg: AblationConfig, variant: str, tokens: Path, seed: int) -> dict:
-    """Train one seed on a variant's shards and score it: {"bpb": {domain: value}, "tokens_trained", "step"}."""
-    out = cfg.root / "train" / variant / f"seed-{seed}"
-    done = out / "bpb.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    t = cfg.train
-    args = ["trainer", "--data", str(tokens), "--out", str(out), "--preset", t.preset, "--no-progress"]
-    args += ["--config", t.config] if t.config else []
-    # only the final checkpoint is needed (to score it); the seed is the ablation's, whatever the overrides say
-    args += ["checkpoint.every=0", *t.overrides, f"optim.seed={seed}"]
-    logger.info("training %s seed %d", variant, seed)
-    _trainer(args, out / "train.log")
-    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    bpb = {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith("val_bpb/")}
-    if not bpb:  # the last step was not a validation step: score the final checkpoint
-        _trainer(["trainer.eval", "--run", str(out), "--out", str(out / "eval_bpb.json")], out / "train.log")
-        bpb = json.loads((out / "eval_bpb.json").read_text())["bpb"]
-    run = json.loads((out / "config.json").read_text())
-    result = {"bpb": bpb, "step": last["step"], "tokens_trained": last["step"] * run["optim"]["global_batch"] * run["model"]["seq_len"]}
-    atomic_write_json(done, result)
-    return result
+def run_ablation(cfg: AblationConfig, progress: bool = True, only: str | None = None, parallel: int = 1) -> dict:
+    """Curate every variant, train and score every seed (``parallel`` at a time), and write the results.
 
-
-def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict:
-    """Curate every variant, train and score every seed, and write the results; returns their summary."""
+    ``only="curate"`` stops after the curation runs and ``train_plan.json`` (for training elsewhere:
+    ``pipelines.ablation_training``); a later call takes every finished run as it is.
+    """
     variants = cfg.resolved_variants()
     cfg.root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg.root / "ablation.json", cfg.model_dump(mode="json"))
     stats = curate_variants(cfg, variants, progress)
+    plan = train_plan(cfg, variants)
+    atomic_write_json(cfg.root / "train_plan.json", plan)
+    if only == "curate":
+        return {"name": cfg.name, "train_plan": str(cfg.root / "train_plan.json"), "runs": len(plan)}
+    results = run_plan(plan, parallel)
     summaries = []
     for variant in variants:
-        tokens = cfg.curation(variant).run_dir / "tokens"
-        runs = {seed: train_and_score(cfg, variant.name, tokens, seed) for seed in cfg.train.seeds}
+        runs = {e["seed"]: r for e, r in zip(plan, results) if e["variant"] == variant.name}
         summaries.append(variant_summary(variant.name, variant.label, variant.overrides, stats[variant.name], runs))
     summary = {
         "name": cfg.name,
@@ -127,15 +111,20 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.ablate", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="ablation YAML (default: the ladder on the bundled corpus, tiny model, 3 seeds)")
+    parser.add_argument("--only", choices=["curate"], help="curate every variant and write train_plan.json, train nothing")
+    parser.add_argument("--parallel", type=int, default=1, help="training runs at a time (small models share one GPU well)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_ablation_config(args.config)
-        summary = run_ablation(cfg, progress=not args.no_progress)
+        summary = run_ablation(cfg, progress=not args.no_progress, only=args.only, parallel=args.parallel)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.only:
+        print(f"curated; {summary['runs']} training runs in {summary['train_plan']} (python -m pipelines.ablation_training --plan ...)")
+        return 0
     print(render_markdown(summary))
     print(f"results: {cfg.root / 'results.md'}, {cfg.root / 'results.json'}, {cfg.root / 'bpb.png'}")
     return 0

@@ -281,6 +281,8 @@ class MixConfig(Strict):
 
     enabled: bool = True
     targets: dict[str, float] = Field(default_factory=lambda: {"finance": 0.51, "general": 0.49})
+    natural: bool = Field(False, description="every curated document once, each domain at its own share (targets unused): "
+                          "for an ablation, where a fixed ratio would cut each variant differently")
     total_tokens: int | None = Field(None, gt=0, le=10**16, description="token budget; default: the largest mix that repeats nothing")
     repeat_limit: float = Field(4.0, ge=1, le=1e6, description="warn when a domain must be repeated more epochs than this")
     seed: int = 1
@@ -322,6 +324,10 @@ class TokenizerConfig(Strict):
 class RayConfig(Strict):
     address: str | None = Field(None, description="a Ray cluster; default: $RAY_ADDRESS, else a local Ray")
     num_cpus: int | None = Field(None, gt=0, le=1 << 16, description="local Ray only; default: all cores")
+    # What a worker holds grows with the tasks it has run (caches, the word tokenizer's lexemes, the
+    # allocator's high-water mark); these bound a worker's memory by configuration, not by corpus size.
+    worker_max_tasks: int | None = Field(None, ge=1, le=1 << 20, description="a worker process exits after this many tasks (Ray's max_calls); default: reused")
+    task_memory_mb: int | None = Field(None, ge=1, le=1 << 30, description="memory each task reserves: Ray runs no more tasks on a node than its memory holds")
 
 
 class WebCorpusConfig(Strict):
@@ -366,7 +372,7 @@ class WebCorpusConfig(Strict):
         untagged = [i for i, s in enumerate(self.sources) if s.domain is None]
         if untagged and not self.domain_classifier.enabled:
             raise ValueError(f"sources.{untagged[0]}.domain is null (untagged): that needs domain_classifier.enabled=true")
-        if self.mix.enabled and (_checking_files(info) or not untagged):  # the classifier's labels come from its model card
+        if self.mix.enabled and not self.mix.natural and (_checking_files(info) or not untagged):  # the classifier's labels come from its model card
             domains = self.domains()
             unknown = sorted(set(self.mix.targets) - domains)
             missing = sorted(domains - set(self.mix.targets))

@@ -96,7 +96,7 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
     documents = [curated(run, cfg.dedup.enabled, n) for n in names]
     calls = [(run.tokenizer_model, doc, run.staged_tokens(n), cfg.mix.seed) for n, doc in zip(names, documents)]
     summaries = run_tasks(encode_shard, calls, MIX.step("encode"), progress)
-    mixture = plan_mixture(summaries, cfg.mix.targets, cfg.mix.total_tokens, cfg.mix.repeat_limit)
+    mixture = plan_mixture(summaries, None if cfg.mix.natural else cfg.mix.targets, cfg.mix.total_tokens, cfg.mix.repeat_limit)
     written = _write_shards(cfg, run, tokenizer, names, summaries, mixture, progress)
     repeats = repeats_per_shard(mixture, summaries)
     calls = [(run, n, doc, rep, s.tokens) for n, doc, rep, s in zip(names, documents, repeats, summaries)]
@@ -107,7 +107,7 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
     stats.wall_time_s = time.perf_counter() - start  # the phase's, not only the accounting's
     model = Path(os.path.relpath(str(run.tokenizer_model), str(run.tokens))).as_posix()  # the manifest's paths are relative to it
     entry = TokenizerEntry(tokenizer.sha256, tokenizer.vocab_size, tokenizer.eos_id, model, tokenizer.special)
-    figures = {d: mixture.figures(d) for d in cfg.mix.targets}
+    figures = {d: mixture.figures(d) for d in mixture.plans}
     manifest = Manifest.of_shards(written, entry, token_dtype(tokenizer.vocab_size), cfg.shards.per_domain, figures)
     atomic_write_json(stats_path, stats.to_dict())
     atomic_write_json(run.manifest, manifest.to_dict())

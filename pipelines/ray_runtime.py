@@ -17,6 +17,7 @@ from pipelines.progress import current_progress
 from tokenizer.storage import STATS, summary
 
 logger = logging.getLogger(__name__)
+_task_options: dict[str, int] = {}  # the session's bounds on a task's worker (RayConfig), for run_tasks
 
 # store requests the tasks of this driver retried (transient errors), per kind: each task returns
 # its own process's count beside its result (a Ray worker runs one task at a time)
@@ -61,6 +62,11 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    _task_options.clear()
+    if cfg.worker_max_tasks is not None:
+        _task_options["max_calls"] = cfg.worker_max_tasks
+    if cfg.task_memory_mb is not None:
+        _task_options["memory"] = cfg.task_memory_mb << 20
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
         logger.info("joining Ray cluster at %s", address)
@@ -72,6 +78,7 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     try:
         yield
     finally:
+        _task_options.clear()
         ray.shutdown()
 
 
@@ -91,7 +98,7 @@ def run_tasks(
     """
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=3)(_counting_retries(fn))
+    remote = ray.remote(num_cpus=1, max_retries=3, **_task_options)(_counting_retries(fn))
     refs = [remote.remote(*args) for args in calls]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[Any] = [None] * len(refs)

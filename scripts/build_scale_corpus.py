@@ -98,9 +98,24 @@ def download(debs: Path) -> dict[str, Path]:
     missing = [f"{p.name}={p.version}" for p in PACKAGES if found[p.name] is None]
     if missing:
         print(f"apt-get download {len(missing)} packages into {debs}", file=sys.stderr)
-        subprocess.run(["apt-get", "download", *missing], cwd=debs, check=True, stdout=subprocess.DEVNULL)
+        if not _apt_download(missing, debs):
+            # a fresh machine's package lists may predate the pins: refresh them once
+            subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
+            for pin in missing:
+                if not _apt_download([pin], debs):
+                    # the archive dropped this pin (superseded security update): take the current
+                    # version; manifest.json records the versions used, and its shas will differ
+                    name = pin.split("=", 1)[0]
+                    print(f"warning: {pin} is no longer in the archive; using the current {name}", file=sys.stderr)
+                    if not _apt_download([name], debs):
+                        raise SystemExit(f"apt-get download {name} failed: is a Debian archive reachable?")
         found = {p.name: next(iter(sorted(debs.glob(f"{p.name}_*.deb")))) for p in PACKAGES}
     return found
+
+
+def _apt_download(pins: list[str], debs: Path) -> bool:
+    result = subprocess.run(["apt-get", "download", *pins], cwd=debs, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return result.returncode == 0
 
 
 def unpack(debs: dict[str, Path], tree: Path) -> None:
@@ -237,7 +252,8 @@ def build(size: str, cache: Path, force: bool = False, workers: int | None = Non
     if not force and is_complete(out):
         print(f"{out}: complete (every shard's sha256 matches manifest.json)", file=sys.stderr)
         return write_config(out, size)
-    unpack(download(cache / "debs"), cache / "tree")
+    debs = download(cache / "debs")
+    unpack(debs, cache / "tree")
     pages = select(list_pages(cache / "tree"), size)
     plan = [(domain, i, shard) for domain, shards in plan_shards(pages).items() for i, shard in enumerate(shards)]
     out.mkdir(parents=True, exist_ok=True)
@@ -255,7 +271,8 @@ def build(size: str, cache: Path, force: bool = False, workers: int | None = Non
         "html_bytes": sum(p.size for p in pages),
         "records_by_domain": {d: sum(p.domain == d for p in pages) for d in ("finance", "general")},
         "languages": dict(sorted(langs.items())),
-        "packages": {p.name: p.version for p in PACKAGES},
+        # the versions actually unpacked (a .deb is named name_version_arch, the epoch's ':' as %3a)
+        "packages": {name: deb.name.split("_")[1].replace("%3a", ":") for name, deb in sorted(debs.items())},
         "selection": "pages ordered by sha256(url); the shortest prefix with >= size GB of HTML and >= size x 100k records",
         "shards": entries,
     }

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from pipelines import ablation_training
 from pipelines.ablate import run_ablation
 from pipelines.ablation_config import LADDER, OPTIONAL_STAGES, AblationConfig, load_ablation_config
 from pipelines.ablation_report import plot, render_markdown, variant_summary
@@ -70,8 +71,13 @@ def test_two_variants_two_seeds_run_end_to_end_and_write_their_table(tmp_path):
     base.write_text(json.dumps({"sources": sources, "tokenizer": {"vocab_size": 1000}, "ray": {"num_cpus": 2}}))
     cfg = AblationConfig(name="t", out_dir=str(tmp_path / "ablations"), curation_config=str(base), variants=["extract-lang", "full"],
                          train={"overrides": [*TRAIN, f"log.eval_text={json.dumps(small_eval_text(tmp_path / 'eval'))}"], "seeds": [0, 1]})
-    summary = run_ablation(cfg, progress=False)
+    # curated here, trained "elsewhere" from the plan (as on a GPU machine), then the table
+    assert run_ablation(cfg, progress=False, only="curate")["runs"] == 4
     root = tmp_path / "ablations" / "t"
+    assert not (root / "train").exists() and not (root / "results.json").exists()
+    assert ablation_training.main(["--plan", str(root / "train_plan.json"), "--parallel", "2"]) == 0
+    assert len(list(root.glob("train/*/seed-*/bpb.json"))) == 4
+    summary = run_ablation(cfg, progress=False)
     assert json.loads((root / "results.json").read_text()) == json.loads(json.dumps(summary))
     table = (root / "results.md").read_text()
     assert "| extract-lang |" in table and "| full |" in table

@@ -44,3 +44,17 @@ def test_peak_memory_of_a_run_over_two_copies_is_bounded(tmp_path):
     # per-step peaks are asserted by the x20 benchmark (benchmarks/results/memory-2core.txt), and
     # the bounds below cover every worker whatever it ran.
     assert check_bounds(result) == []
+
+
+def _worker_pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_worker_max_tasks_gives_every_task_a_fresh_worker_process():
+    # what a worker holds grows with the tasks it runs; ray.worker_max_tasks bounds that by config
+    from pipelines.config import RayConfig
+    from pipelines.ray_runtime import ray_session, run_tasks
+
+    with ray_session(RayConfig(num_cpus=1, worker_max_tasks=1)):
+        pids = run_tasks(_worker_pid, [(i,) for i in range(3)], "pids", progress=False)
+    assert len(set(pids)) == 3 and os.getpid() not in pids

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from curation.mixing.plan import mixture_total, plan_domain
+from curation.mixing.selection import ShardSummary, plan_mixture
 from curation.writers.shards import read_documents
 from pipelines.config import ConfigError
 from pipelines.config_loading import load_config
@@ -75,6 +76,20 @@ def test_plan_upsamples_a_short_domain_and_records_its_epochs():
     again = plan_domain("finance", 0.51, total, small, np.random.default_rng(0).random(320)[300:])
     assert again.planned_tokens == plan_domain("finance", 0.51, total, small, np.random.default_rng(0).random(320)[300:]).planned_tokens
     assert mixture_total({"a": 100, "b": 1000}, {"a": 0.5, "b": 0.5}, None) == 200
+
+
+def test_the_natural_mix_keeps_every_document_once_at_its_own_share():
+    rng = np.random.default_rng(1)
+    shards = []
+    for n, domains in ((40, ["general"] * 37 + ["finance"] * 3), (25, ["general"] * 25)):
+        tokens = rng.integers(1, 3000, n)
+        shards.append(ShardSummary(domains, tokens, rng.integers(0, 2**63, n, dtype=np.uint64), np.zeros(n, dtype=bool)))
+    mixture = plan_mixture(shards, None, None, repeat_limit=4.0)
+    assert set(mixture.repeats.values()) == {1} and len(mixture.repeats) == 65  # no document left out or repeated
+    fin = sum(int(shards[0].tokens[r]) + 1 for r in range(37, 40))
+    everything = sum(int(t) + 1 for s in shards for t in s.tokens)
+    assert mixture.plans["finance"].planned_tokens == fin and mixture.plans["finance"].target_share == pytest.approx(fin / everything)
+    assert load_config(overrides=["mix.natural=true", "mix.targets={finance: 1.0}"]).mix.natural  # the targets are not used
 
 
 def test_bad_mix_targets_are_refused_by_name():

@@ -71,14 +71,19 @@ class Mixture:
         }
 
 
-def plan_mixture(shards: list[ShardSummary], targets: dict[str, float], total_tokens: int | None, repeat_limit: float) -> Mixture:
+def plan_mixture(shards: list[ShardSummary], targets: dict[str, float] | None, total_tokens: int | None, repeat_limit: float) -> Mixture:
     """Per-domain plans over every document of the run; each document's EOS counts, so the ratios
-    hold for the tokens the shards really hold."""
+    hold for the tokens the shards really hold. ``targets=None``: every document once, each domain
+    at its natural share."""
     by_domain: dict[str, list[tuple[int, int]]] = defaultdict(list)  # domain -> (shard index, row)
     for s, summary in enumerate(shards):
         for row, domain in enumerate(summary.domain):
             by_domain[domain].append((s, row))
-    available = {d: int(sum(shards[s].tokens[r] + 1 for s, r in by_domain.get(d, []))) for d in targets}
+    available = {d: int(sum(shards[s].tokens[r] + 1 for s, r in by_domain.get(d, []))) for d in (targets or sorted(by_domain))}
+    if targets is None:
+        everything = sum(available.values())
+        targets = {d: n / everything for d, n in available.items()}
+        total_tokens = everything  # round(share * total) is each domain's own count: one epoch of each
     empty = [d for d, n in available.items() if n == 0 and targets[d] > 0]
     if empty:
         raise RuntimeError(f"mix: no curated tokens left in domain(s) {empty}; the target ratios cannot be met")
