@@ -69,12 +69,43 @@ def render_markdown(summary: dict) -> str:
         cells = [v["name"], v["label"], _pct(r["docs"]), _pct(r["tokens_vs_extracted"]), f"{r['tokens_in_shards'] or 0:,}"]
         cells += [f"{v['bpb'][d]['mean']:.4f} ± {v['bpb'][d]['std']:.4f}" if d in v["bpb"] else "–" for d in domains]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _against(variants, domains, baseline="full")
     lines += ["", "Per seed:", "", "| variant | domain | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|---|" + "---|" * len(seeds)]
     for v in variants:
         for d in domains:
             values = v["bpb"].get(d, {}).get("seeds", {})
             lines.append(f"| {v['name']} | {d} | " + " | ".join(f"{values[s]:.4f}" if s in values else "–" for s in seeds) + " |")
     return "\n".join(lines) + "\n"
+
+
+def versus(a: dict, b: dict) -> tuple[float, float]:
+    """Mean bits per byte of ``a`` minus ``b`` and the pooled seed standard deviation of the two."""
+    return a["mean"] - b["mean"], ((a["std"] ** 2 + b["std"] ** 2) / 2) ** 0.5
+
+
+def _against(variants: list[dict], domains: list[str], baseline: str) -> list[str]:
+    """Each variant against the baseline: positive when the variant is worse (more bits per byte)."""
+    base = next((v for v in variants if v["name"] == baseline), None)
+    if base is None or len(variants) < 2:
+        return []
+    lines = [
+        "", f"Against `{baseline}` (Δ = variant − {baseline}; above 0: {baseline} is better; σ = the two variants' pooled seed "
+        "standard deviation; ** where |Δ| > 2σ):", "",
+        "| variant | " + " | ".join(f"Δ bpb {d}" for d in domains) + " |", "|---|" + "---|" * len(domains),
+    ]
+    for v in variants:
+        if v is base:
+            continue
+        cells = []
+        for d in domains:
+            if d not in v["bpb"] or d not in base["bpb"]:
+                cells.append("–")
+                continue
+            delta, sigma = versus(v["bpb"][d], base["bpb"][d])
+            mark = "**" if abs(delta) > 2 * sigma else ""
+            cells.append(f"{mark}{delta:+.4f}{mark} ({abs(delta) / sigma:.1f}σ)" if sigma > 0 else f"{delta:+.4f}")
+        lines.append(f"| {v['name']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -59,27 +59,29 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     """Connect to ``cfg.address`` or ``$RAY_ADDRESS``, else start a local Ray; shut down what we started."""
     import ray
 
-    if ray.is_initialized():
-        yield
-        return
-    _task_options.clear()
+    before = dict(_task_options)
+    _task_options.clear()  # this session's bounds, also on a Ray someone else started
     if cfg.worker_max_tasks is not None:
         _task_options["max_calls"] = cfg.worker_max_tasks
     if cfg.task_memory_mb is not None:
         _task_options["memory"] = cfg.task_memory_mb << 20
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        logger.info("joining Ray cluster at %s", address)
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        num_cpus = cfg.num_cpus or os.cpu_count() or 1
-        logger.info("starting a local Ray with %d CPUs", num_cpus)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    started = not ray.is_initialized()
+    if started:
+        address = cfg.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            logger.info("joining Ray cluster at %s", address)
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            num_cpus = cfg.num_cpus or os.cpu_count() or 1
+            logger.info("starting a local Ray with %d CPUs", num_cpus)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield
     finally:
         _task_options.clear()
-        ray.shutdown()
+        _task_options.update(before)
+        if started:
+            ray.shutdown()
 
 
 def run_tasks(

@@ -57,6 +57,11 @@ def test_the_report_shows_each_seed_and_the_spread(tmp_path):
     table = render_markdown(summary)
     assert "| full | the full pipeline | 50.00% | 25.00% | 1,000 | 2.1000 ± 0.1414 | 3.0000 ± 0.0000 |" in table
     assert "| full | finance | 2.0000 | 2.2000 |" in table
+    raw_runs = {0: {"bpb": {"finance": 2.6, "general": 3.05}, "tokens_trained": 512}, 1: {"bpb": {"finance": 2.8, "general": 2.95}, "tokens_trained": 512}}
+    raw = variant_summary("raw", None, [], stats, raw_runs)
+    two = render_markdown({**summary, "variants": [raw, v]})
+    # finance: 0.6 worse, pooled sigma 0.1414 -> 4.2 sigma, significant; general: 0 +- 0.05, not
+    assert "| raw | **+0.6000** (4.2σ) | +0.0000 (0.0σ) |" in two
     plot(summary, tmp_path / "bpb.png")
     assert (tmp_path / "bpb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
