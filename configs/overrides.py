@@ -69,7 +69,13 @@ def parse_overrides(overrides: Iterable[Override]) -> dict:
 def read_yaml(path: str | Path) -> dict:
     """A config file's mapping (an empty file is an empty mapping)."""
     try:
-        loaded = yaml.safe_load(Path(path).read_text())
+        if "://" in str(path):  # a job's config may lie on the object store with its run
+            from tokenizer.store_path import as_path
+
+            text = as_path(path).read_text()
+        else:
+            text = Path(path).read_text()
+        loaded = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -98,8 +98,11 @@ class WebCorpusConfig(Strict):
         return self
 
     @property
-    def run_dir(self) -> Path:
-        return Path(self.runs_dir) / self.run_name
+    def run_dir(self):
+        """A ``Path``, or a ``StorePath`` when ``runs_dir`` is a URL (``s3://bucket/runs``)."""
+        from tokenizer.store_path import as_path
+
+        return as_path(self.runs_dir) / self.run_name
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes the output (not where the run lives or which Ray runs it)."""

@@ -9,7 +9,6 @@ rows, about 24 bytes each, plus numpy's sort buffers).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from pipelines.run_dir import RunDir
 from pipelines.stages import DEDUP
 from pipelines.tasks import apply_shard
 from tokenizer.files import atomic_write_json
+from tokenizer.store_path import readable, remove_tree
 
 
 def _offsets(sizes: list[int]) -> list[int]:
@@ -48,7 +48,7 @@ def _map(run: RunDir, d: DedupConfig, names: list[str], sizes: list[int], n_part
     run_tasks(map_shard, calls, DEDUP.step("signatures"), progress)
     previous = d.previous_index_files()
     if previous:
-        prev_sizes = [feather.read_table(f, columns=["id"]).num_rows for _, f in previous]
+        prev_sizes = [feather.read_table(readable(f), columns=["id"]).num_rows for _, f in previous]
         calls = [(f, run.dedup_work, name, o, n_parts, d.bands, d.num_perm) for (name, f), o in zip(previous, _offsets(prev_sizes))]
         run_tasks(map_previous_index, calls, DEDUP.step("previous index"), progress)
     return previous
@@ -91,9 +91,8 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         return json.loads(run.dedup_summary.read_text())
     started = time.perf_counter()
     work = run.dedup_work
-    if work.exists():  # a killed attempt: the global steps are cheap next to extraction, redo them
-        shutil.rmtree(work)
-    sizes = [pq.ParquetFile(run.filtered(n)).metadata.num_rows for n in names]
+    remove_tree(work)  # a killed attempt's: the global steps are cheap next to extraction, redo them
+    sizes = [pq.ParquetFile(readable(run.filtered(n))).metadata.num_rows for n in names]
     import ray
 
     n_parts = d.partitions_for(sum(sizes), int(ray.cluster_resources().get("CPU", 1)))
@@ -122,5 +121,5 @@ def run_dedup(cfg: WebCorpusConfig, shards: list[Shard], progress: bool, max_rou
         "threshold": d.threshold,
     }
     atomic_write_json(run.dedup_summary, summary)
-    shutil.rmtree(work)
+    remove_tree(work)
     return summary

@@ -10,6 +10,8 @@ from curation.core.document import UNTAGGED
 from curation.readers import InputFile
 from curation.readers.base import OutsideDataRoots, inside_roots
 from pipelines.config import ConfigError, WebCorpusConfig
+from tokenizer.storage import is_remote
+from tokenizer.store_path import glob_urls
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,7 @@ def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
     for i, source in enumerate(cfg.sources):
         paths: list[str] = []
         for pattern in source.paths:
-            matched = sorted(glob.glob(pattern, recursive=True))
-            if source.format == "html":
-                matched = [p for p in matched if Path(p).is_dir()]
-            else:
-                matched = [p for p in matched if Path(p).is_file()]
+            matched = _matches(pattern, folders=source.format == "html")
             for path in matched if roots else ():
                 try:
                     inside_roots(path, roots)
@@ -47,3 +45,11 @@ def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
             file = InputFile(path, source.name, source.domain or UNTAGGED, source.format, source.content_type, options, roots)
             shards.append(Shard(f"{source.name}-{j:05d}", file))
     return shards
+
+
+def _matches(pattern: str, folders: bool) -> list[str]:
+    """The files (or folders) a local glob or a URL glob (``s3://bucket/crawl/*.warc.gz``) matches."""
+    if is_remote(pattern):
+        return glob_urls(pattern, "directory" if folders else "file")
+    matched = sorted(glob.glob(pattern, recursive=True))
+    return [p for p in matched if (Path(p).is_dir() if folders else Path(p).is_file())]

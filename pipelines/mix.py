@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -42,6 +41,7 @@ from tokenizer.files import atomic_write_json
 from tokenizer.manifest import Manifest, ShardEntry, TokenizerEntry
 from tokenizer.model import Tokenizer
 from tokenizer.shards import cut_into_shards, token_dtype, write_flat_token_shard, write_gathered_shard
+from tokenizer.store_path import readable, remove_tree
 
 
 def curated(run: RunDir, dedup_enabled: bool, shard: str) -> Path:
@@ -50,7 +50,7 @@ def curated(run: RunDir, dedup_enabled: bool, shard: str) -> Path:
 
 def encode_shard(tokenizer_model: Path, documents: Path, staged: Path, mix_seed: int) -> ShardSummary:
     """Encode one curated shard into a staging token file; return what the mix plan needs of it."""
-    table = pq.read_table(documents, columns=["id", "text", "domain", "metadata"])
+    table = pq.read_table(readable(documents), columns=["id", "text", "domain", "metadata"])
     ids, domains = table["id"].to_pylist(), table["domain"].to_pylist()
     flat, lengths = encode_flat(Tokenizer(tokenizer_model), table["text"].to_pylist())
     write_flat_token_shard(staged, flat, lengths, domains, ids)
@@ -89,8 +89,8 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
     if run.manifest.exists() and stats_path.exists():
         return StageStats.from_dict(json.loads(stats_path.read_text())), Manifest.load(run.manifest)
     start = time.perf_counter()
-    shutil.rmtree(run.tokens, ignore_errors=True)
-    shutil.rmtree(run.rejected_dir(MIX.name), ignore_errors=True)
+    remove_tree(run.tokens)
+    remove_tree(run.rejected_dir(MIX.name))
     tokenizer = Tokenizer(run.tokenizer_model)
     names = [s.name for s in shards]
     documents = [curated(run, cfg.dedup.enabled, n) for n in names]
@@ -103,9 +103,9 @@ def run_mix_and_shards(cfg: WebCorpusConfig, shards: list[Shard], progress: bool
     stats = StageStats(MIX.name)
     for shard_stats in run_tasks(account_mix_shard, calls, MIX.step("rejected"), progress):
         stats.merge(StageStats.from_dict(shard_stats))
-    shutil.rmtree(run.token_staging)
+    remove_tree(run.token_staging)
     stats.wall_time_s = time.perf_counter() - start  # the phase's, not only the accounting's
-    model = Path(os.path.relpath(run.tokenizer_model, run.tokens)).as_posix()  # the manifest's paths are relative to it
+    model = Path(os.path.relpath(str(run.tokenizer_model), str(run.tokens))).as_posix()  # the manifest's paths are relative to it
     entry = TokenizerEntry(tokenizer.sha256, tokenizer.vocab_size, tokenizer.eos_id, model, tokenizer.special)
     figures = {d: mixture.figures(d) for d in mixture.plans}
     manifest = Manifest.of_shards(written, entry, token_dtype(tokenizer.vocab_size), cfg.shards.per_domain, figures)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tokenizer.files import atomic_write_json
+from tokenizer.store_path import as_path
 
 _current: contextvars.ContextVar[ProgressLog | None] = contextvars.ContextVar("progress_log", default=None)
 
@@ -22,7 +23,7 @@ class ProgressLog:
     """Steps in the order they started, each with tasks done and total."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
+        self.path = as_path(path)
         self.steps: dict[str, dict] = {}
         self.started = time.time()
 

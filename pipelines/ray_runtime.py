@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -12,9 +14,44 @@ from tqdm import tqdm
 
 from pipelines.config import RayConfig
 from pipelines.progress import current_progress
+from tokenizer.storage import STATS, summary
 
 logger = logging.getLogger(__name__)
 _task_options: dict[str, int] = {}  # the session's bounds on a task's worker (RayConfig), for run_tasks
+
+# store requests the tasks of this driver retried (transient errors), per kind: each task returns
+# its own process's count beside its result (a Ray worker runs one task at a time)
+TASK_STORE_RETRIES: Counter = Counter()
+_driver_baseline: Counter = Counter()
+
+
+def reset_store_retries() -> None:
+    """Start counting a run's store retries: its tasks' and this driver process's own."""
+    global _driver_baseline
+    TASK_STORE_RETRIES.clear()
+    _driver_baseline = STATS.counts()
+
+
+def store_retries() -> dict:
+    """Store requests retried since ``reset_store_retries``, in all and per kind (a measurement:
+    how flaky the store was, not what the run produced)."""
+    return summary(STATS.counts() - _driver_baseline + TASK_STORE_RETRIES)
+
+
+def _counting_retries(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Counter]]:
+    """``fn`` returning also the store retries made while it ran; same name, so Ray shows ``fn``'s."""
+
+    @functools.wraps(fn)
+    def counted(*args):
+        # imported here: this closure is pickled by value, and the counter (it holds a lock) must be
+        # the worker's own
+        from tokenizer.storage import STATS as counter
+
+        before = counter.counts()
+        result = fn(*args)
+        return result, counter.counts() - before
+
+    return counted
 
 
 @contextmanager
@@ -63,7 +100,7 @@ def run_tasks(
     """
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=3, **_task_options)(fn)
+    remote = ray.remote(num_cpus=1, max_retries=3, **_task_options)(_counting_retries(fn))
     refs = [remote.remote(*args) for args in calls]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[Any] = [None] * len(refs)
@@ -77,7 +114,8 @@ def run_tasks(
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 try:
-                    results[index[ref]] = ray.get(ref)
+                    results[index[ref]], retried = ray.get(ref)
+                    TASK_STORE_RETRIES.update(retried)
                     if on_result is not None:
                         on_result(results[index[ref]])
                 except Exception as exc:  # gather the rest before failing

@@ -18,18 +18,21 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import yaml
 
 from pipelines.config import ConfigError, WebCorpusConfig
 from tokenizer.files import atomic_write_bytes
+from tokenizer.store_path import StorePath, as_path, remove_tree
 
 
 class RunDir:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    """Every path of a run: ``pathlib.Path`` under a local root, ``StorePath`` under a URL
+    (``s3://bucket/runs/x``), with the same layout and the same operations (``tokenizer.store_path``)."""
+
+    def __init__(self, root: str | Path | StorePath):
+        self.root = as_path(root)
 
     config = property(lambda self: self.root / "config.yaml")
     tokenizer_model = property(lambda self: self.root / "tokenizer" / "spm.model")
@@ -44,40 +47,40 @@ class RunDir:
     token_staging = property(lambda self: self.root / "tokens" / "staging")
     manifest = property(lambda self: self.root / "tokens" / "manifest.json")
 
-    def filtered(self, shard: str) -> Path:
+    def filtered(self, shard: str) -> Path | StorePath:
         return self.root / "filtered" / f"{shard}.parquet"
 
-    def deduped(self, shard: str) -> Path:
+    def deduped(self, shard: str) -> Path | StorePath:
         return self.root / "deduped" / f"{shard}.parquet"
 
-    def rejected_dir(self, stage: str) -> Path:
+    def rejected_dir(self, stage: str) -> Path | StorePath:
         return self.root / "rejected" / stage
 
-    def rejected(self, stage: str, shard: str) -> Path:
+    def rejected(self, stage: str, shard: str) -> Path | StorePath:
         return self.rejected_dir(stage) / f"{shard}.parquet"
 
-    def shard_stats_dir(self, phase: str) -> Path:
+    def shard_stats_dir(self, phase: str) -> Path | StorePath:
         return self.root / "stats" / phase
 
-    def shard_stats(self, phase: str, shard: str) -> Path:
+    def shard_stats(self, phase: str, shard: str) -> Path | StorePath:
         return self.shard_stats_dir(phase) / f"{shard}.json"
 
-    def phase_stats(self, phase: str) -> Path:
+    def phase_stats(self, phase: str) -> Path | StorePath:
         """The funnel of a phase that accounts for the whole run at once (the mix)."""
         return self.root / "stats" / f"{phase}.json"
 
-    def staged_index(self, shard: str) -> Path:
+    def staged_index(self, shard: str) -> Path | StorePath:
         """A shard's LSH index as the dedup map writes it, before the survivors are known."""
         return self.dedup_work / "index" / f"{shard}.arrow"
 
-    def dedup_index(self, shard: str) -> Path:
+    def dedup_index(self, shard: str) -> Path | StorePath:
         return self.root / "dedup" / "index" / f"{shard}.arrow"
 
-    def staged_tokens(self, shard: str) -> Path:
+    def staged_tokens(self, shard: str) -> Path | StorePath:
         """A curated shard encoded, before the mix picks and orders its documents."""
         return self.token_staging / f"{shard}.arrow"
 
-    def token_shard(self, name: str) -> Path:
+    def token_shard(self, name: str) -> Path | StorePath:
         return self.tokens / name
 
     @staticmethod
@@ -91,7 +94,7 @@ class RunDir:
         Resuming under a changed config would mix outputs of two configurations in one run.
         """
         if overwrite and self.root.exists():
-            shutil.rmtree(self.root)
+            remove_tree(self.root)
         fingerprint = cfg.fingerprint()
         if self.config.exists():
             previous = yaml.safe_load(self.config.read_text()) or {}

@@ -10,6 +10,8 @@ import functools
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from curation.core.replay import replayed, replaying
 from curation.core.sampling import sample_curated_text
@@ -39,6 +41,19 @@ def _quiet_datatrove_logs() -> None:
     loguru_logger.add(sys.stderr, level="WARNING")
 
 
+class ShardFailed(RuntimeError):
+    """A shard's task failed for good (a permanent store error, retries exhausted): named, so the
+    run's error says which input to look at."""
+
+
+@contextmanager
+def failing_as(shard: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        raise ShardFailed(f"shard {shard}: {type(exc).__name__}: {exc}") from exc
+
+
 def _token_measure(run: RunDir) -> TextMeasure:
     return TextMeasure(Tokenizer(run.tokenizer_model).count)
 
@@ -54,14 +69,20 @@ def sample_shard_for_tokenizer(run: RunDir, shard: Shard, plan: StagePlan, sampl
     """Curated text of a deterministic sample of the shard's records: (domain, text, id hash) triples.
     What its stages did is kept for the curate pass, so no record is worked on twice."""
     _quiet_datatrove_logs()
-    stages = replaying(build(plan), record=True, skip=sample_cache.NOT_REPLAYED)  # the curate pass replays what these stages do
-    sample = sample_curated_text(read_file(shard.file), stages, sample_rate, max_chars)
-    sample_cache.save(run, shard.name, stages)
+    with failing_as(shard.name):
+        stages = replaying(build(plan), record=True, skip=sample_cache.NOT_REPLAYED)  # the curate pass replays what these stages do
+        sample = sample_curated_text(read_file(shard.file), stages, sample_rate, max_chars)
+        sample_cache.save(run, shard.name, stages)
     return sample
 
 
 def curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
     """Every per-document stage over one input shard into ``filtered/`` and ``rejected/``; its funnel."""
+    with failing_as(shard.name):
+        return _curate_shard(run, shard, plan)
+
+
+def _curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
     _quiet_datatrove_logs()
     started = time.perf_counter()
     stages = replaying(build(plan), sample_cache.load(run, shard.name), skip=sample_cache.NOT_REPLAYED)
@@ -77,6 +98,11 @@ def curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
 
 def apply_shard(run: RunDir, shard: str) -> dict:
     """The ``dedup`` stage over one filtered shard into ``deduped/``; the survivors' LSH index; its funnel."""
+    with failing_as(shard):
+        return _apply_shard(run, shard)
+
+
+def _apply_shard(run: RunDir, shard: str) -> dict:
     started = time.perf_counter()
     decisions = read_decisions(decisions_dir(run.dedup_work, shard))
     stats = write_stage_outputs(

@@ -22,12 +22,13 @@ from pipelines.funnel import merge_shard_stats, render_table, retention
 from pipelines.inputs import Shard, list_shards
 from pipelines.mix import run_mix_and_shards
 from pipelines.progress import record_progress
-from pipelines.ray_runtime import ray_session, run_tasks
+from pipelines.ray_runtime import ray_session, reset_store_retries, run_tasks, store_retries
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, DEDUP, DOMAIN_CLASSIFIER, SHARD_PHASES, TOKENIZER, stage_names, stage_plan
 from pipelines.tasks import curate_shard, sample_shard_for_tokenizer
 from tokenizer.files import atomic_write_bytes, atomic_write_json
 from tokenizer.model import Tokenizer
+from tokenizer.storage import is_remote
 from tokenizer.train import SentencePieceSettings, model_sha256, train_sentencepiece
 
 logger = logging.getLogger("pipelines.web_corpus")
@@ -66,6 +67,7 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     funnel of the shards it completed.
     """
     start = time.perf_counter()
+    reset_store_retries()
     run = RunDir(cfg.run_dir)
     shards = list_shards(cfg)
     if cfg.dedup.enabled:
@@ -129,8 +131,15 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
         "shard_time_s": round(sum(p["wall_time_s"] for p in payloads), 3),
         "wall_time_s": round(time.perf_counter() - start, 3),
     }
+    if uses_store(cfg):  # only then: a local run's stats.json stays what it always was
+        stats["store"] = store_retries()
     atomic_write_json(run.stats, stats)
     return stats
+
+
+def uses_store(cfg: WebCorpusConfig) -> bool:
+    """Whether the run reads or writes an object store (its store figures then go into stats.json)."""
+    return is_remote(cfg.runs_dir) or any(is_remote(p) for s in cfg.sources for p in s.paths)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -43,6 +43,26 @@ def synthetic_tokens(folder: Path, vocab: int = 512, docs: int = 240, seed: int 
     return folder
 
 
+def bundled_config_on_store(path: Path, sources_url: str, runs_url: str, run_name: str) -> Path:
+    """The bundled run's config (``python -m pipelines.web_corpus`` with no arguments) with every
+    source under ``sources_url`` (the sample corpus' layout) and the runs folder at ``runs_url``."""
+    from pipelines.config import SAMPLE_CORPUS, WebCorpusConfig
+
+    sources = WebCorpusConfig().model_dump(mode="json")["sources"]
+    for source in sources:
+        source["paths"] = [p.replace(str(SAMPLE_CORPUS), sources_url) for p in source["paths"]]
+    path.write_text(json.dumps({"runs_dir": runs_url, "run_name": run_name, "sources": sources}))
+    return path
+
+
+def upload_corpus(fs, bucket_prefix: str) -> None:
+    """The sample corpus' WARC files under ``bucket_prefix`` (``bucket/sources``), in its layout."""
+    from pipelines.config import SAMPLE_CORPUS
+
+    for path in sorted(SAMPLE_CORPUS.rglob("*.warc.gz")):
+        fs.put_file(str(path), f"{bucket_prefix}/{path.relative_to(SAMPLE_CORPUS).as_posix()}")
+
+
 def upload_folder(fs, local: Path, remote: str) -> None:
     for path in sorted(local.iterdir()):
         fs.put_file(str(path), f"{remote}/{path.name}")
@@ -50,12 +70,13 @@ def upload_folder(fs, local: Path, remote: str) -> None:
 
 class FlakyProxy(http.server.ThreadingHTTPServer):
     """Forwards HTTP to ``upstream`` (host, port), answering every ``every``-th request with a 503
-    SlowDown itself (the request never reaches the store, as when a front end sheds load)."""
+    SlowDown itself (the request never reaches the store, as when a front end sheds load), and
+    every request whose path holds ``deny`` with a 403 AccessDenied (a permanent error)."""
 
     daemon_threads = True
 
-    def __init__(self, upstream: tuple[str, int], every: int):
-        self.upstream, self.every, self.seen, self.failed = upstream, every, 0, 0
+    def __init__(self, upstream: tuple[str, int], every: int, deny: str | None = None):
+        self.upstream, self.every, self.seen, self.failed, self.deny = upstream, every, 0, 0, deny
         self._lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
 
@@ -87,17 +108,20 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return b"".join(parts)
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
+    def _refuse(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Type", "application/xml")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
     def _forward(self):
         body = self._body()
+        if self.server.deny and self.server.deny in self.path:
+            return self._refuse(403, b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>")
         if self.server.should_fail():
-            payload = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("Content-Type", "application/xml")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-            return
+            return self._refuse(503, b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>")
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length", "connection")}
         headers["Content-Length"] = str(len(body))
         conn = http.client.HTTPConnection(*self.server.upstream, timeout=60)

@@ -35,6 +35,7 @@ from service.jobs import JobService
 from service.ray_jobs import RayJobs
 from service.settings import PROJECT_ROOT, ServiceSettings
 from service.store import Job, JobStore
+from tokenizer.store_path import as_path
 
 logger = logging.getLogger(__name__)
 DASHBOARD = Path(__file__).with_name("dashboard.html")
@@ -301,9 +302,9 @@ def _submission_routes(app: FastAPI, ctx: Context) -> None:
             parent = ctx.jobs().sync(parent)
             if parent.state != "succeeded":
                 raise JobError("curation_job", f"curation job {parent.id} is {parent.state}, not succeeded: no token shards to train on")
-            manifest = str(Path(parent.output_dir) / "tokens" / "manifest.json")
+            manifest = str(as_path(parent.output_dir) / "tokens" / "manifest.json")
         else:
-            manifest = confine_read(body.manifest, "manifest", ctx.settings.data_roots, PROJECT_ROOT)
+            manifest = confine_read(body.manifest, "manifest", ctx.settings.roots, PROJECT_ROOT)
         if body.workers is not None and (body.nproc != 1 or body.gpus_per_proc):
             raise ApiError(422, "workers", "give workers (Ray Train over the cluster) or nproc/gpus_per_proc (one node), not both")
         placement = {"workers": body.workers, "cpus_per_worker": body.cpus_per_worker, "gpus_per_worker": body.gpus_per_worker} if body.workers else None
@@ -323,16 +324,16 @@ def _job_routes(app: FastAPI, ctx: Context) -> None:
     def get_job(job_id: str, request: Request) -> JobOut:
         job = ctx.job_or_404(job_id)
         if job.kind == "curation":
-            progress = run_views.curation_progress(Path(job.output_dir), JobService.stage_names(job))
+            progress = run_views.curation_progress(as_path(job.output_dir), JobService.stage_names(job))
         elif job.kind == "ablation":
             progress = ablation_progress(job)
         else:
-            metrics = run_views.training_metrics(Path(job.output_dir), max_points=1)
+            metrics = run_views.training_metrics(as_path(job.output_dir), max_points=1)
             steps = job.request["config"]["optim"]["steps"]
             done = metrics[-1]["step"] if metrics else 0
             progress = {"overall_percent": round(100 * done / steps, 1), "step": done, "steps": steps}
             if job.request.get("placement"):
-                progress["workers"] = run_views.training_workers(Path(job.output_dir))
+                progress["workers"] = run_views.training_workers(as_path(job.output_dir))
         if job.state == "succeeded":
             progress["overall_percent"] = 100.0
         return JobOut.of(job, progress, ctx.jobs().queue_position(job), reader=ctx.reader(request))
@@ -342,7 +343,7 @@ def _job_routes(app: FastAPI, ctx: Context) -> None:
         job = ctx.job_or_404(job_id)
         if job.kind != "curation":
             raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only curation jobs have a funnel")
-        funnel = run_views.curation_funnel(Path(job.output_dir), JobService.stage_names(job))
+        funnel = run_views.curation_funnel(as_path(job.output_dir), JobService.stage_names(job))
         if funnel is None:
             raise ApiError(404, "job_id", f"job {job_id} has not completed a shard yet (state {job.state})")
         return {"job": job.id, "state": job.state, **funnel}
@@ -356,7 +357,7 @@ def _job_routes(app: FastAPI, ctx: Context) -> None:
         names = JobService.stage_names(job)
         if stage not in names:
             raise ApiError(422, "stage", f"unknown stage {stage!r}; this job's stages are {names}")
-        docs, total = run_views.rejected_sample(Path(job.output_dir), stage, reason, limit, offset)
+        docs, total = run_views.rejected_sample(as_path(job.output_dir), stage, reason, limit, offset)
         return {"job": job.id, "stage": stage, "reason": reason, "offset": offset, "total": total, "documents": docs}
 
     @app.get("/v1/jobs/{job_id}/metrics", dependencies=[Depends(ctx.read_authorized)])
@@ -364,7 +365,7 @@ def _job_routes(app: FastAPI, ctx: Context) -> None:
         job = ctx.job_or_404(job_id)
         if job.kind != "training":
             raise ApiError(409, "job_id", f"job {job_id} is a {job.kind} job: only training jobs have training metrics")
-        return {"job": job.id, "state": job.state, "metrics": run_views.training_metrics(Path(job.output_dir), max_points)}
+        return {"job": job.id, "state": job.state, "metrics": run_views.training_metrics(as_path(job.output_dir), max_points)}
 
 
 def _operations_routes(app: FastAPI, ctx: Context, registry: CollectorRegistry) -> None:

@@ -6,6 +6,11 @@ folder among them yields (symlinks resolved); ``write`` and ``roots`` fields are
 and never taken from a request. The check walks the *resolved* config, so a whole section given at
 once (``data={manifest: ...}``) is checked like a dotted override. A field with a path marker that
 this module does not know is an error, so a new kind of path cannot slip through unconfined.
+
+An object store URL (``s3://bucket/key``) is confined by prefix: it must lie under one of the
+service's store roots (``s3://bucket/prefix`` URLs among the roots), with its ``..`` resolved
+first. A store has no symlinks, so everything a URL glob yields lies under the glob's fixed prefix
+and nothing needs listing; a URL of any other protocol is refused.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from curation.readers.base import OutsideDataRoots, inside_roots
+from tokenizer.storage import is_remote
+from tokenizer.store_path import StorePath
 
 KINDS = ("read", "write", "roots")
 MAX_WALKED_FILES = 1_000_000  # a folder or glob yielding more is refused rather than walked for minutes
 
 
 class PathNotAllowed(Exception):
-    def __init__(self, field: str, path: str, roots: list[Path], why: str | None = None):
+    def __init__(self, field: str, path: str, roots: list[Path | str], why: str | None = None):
         super().__init__(why or f"{path!r} is outside the data roots {[str(r) for r in roots]}")
         self.field = field
 
@@ -68,11 +75,26 @@ def _walk(path: Path) -> Iterator[str]:
             raise ValueError("too many entries")
 
 
-def confine_read(path: str, field: str, roots: list[Path], base: Path) -> str:
+def confine_url(url: str, field: str, roots: list[Path | str]) -> str:
+    """``url`` normalized if its fixed part (before any glob character) lies under a store root of
+    the same protocol; else ``PathNotAllowed`` naming ``field``."""
+    normalized = StorePath(url).url
+    fixed = normalized.split("*")[0].split("?")[0].split("[")[0]
+    for root in (StorePath(str(r)).url.rstrip("/") for r in roots if is_remote(str(r))):
+        if normalized == root or fixed.startswith(root + "/"):
+            return normalized
+    stores = [str(r) for r in roots if is_remote(str(r))]
+    raise PathNotAllowed(field, url, roots, f"{url!r} is outside the store roots {stores}")
+
+
+def confine_read(path: str, field: str, roots: list[Path | str], base: Path) -> str:
     """``path`` made absolute if it and everything it yields (glob matches, folder contents) resolve
-    inside a data root; else ``PathNotAllowed`` naming ``field``."""
+    inside a data root (a URL: under a store root); else ``PathNotAllowed`` naming ``field``."""
     if not isinstance(path, str) or "\x00" in path:
         raise PathNotAllowed(field, repr(path), roots, "a path must be a string without NUL bytes")
+    if is_remote(path):
+        return confine_url(path, field, roots)
+    roots = [r for r in roots if not is_remote(str(r))]
     parts = (Path(path) if Path(path).is_absolute() else base / path).parts
     k = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
     if ".." in parts[k:]:
@@ -92,7 +114,7 @@ def confine_read(path: str, field: str, roots: list[Path], base: Path) -> str:
     return absolute
 
 
-def _inside(candidate: str, field: str, given: str, roots: list[Path]) -> str:
+def _inside(candidate: str, field: str, given: str, roots: list[Path | str]) -> str:
     try:
         return inside_roots(candidate, roots)
     except OutsideDataRoots:
@@ -100,7 +122,7 @@ def _inside(candidate: str, field: str, given: str, roots: list[Path]) -> str:
         raise PathNotAllowed(field, shown, roots, f"{shown} is outside the data roots {[str(r) for r in roots]}") from None
 
 
-def confine_config(model: type[BaseModel], data: dict, roots: list[Path], base: Path, where: str, fixed: dict[str, object]) -> dict:
+def confine_config(model: type[BaseModel], data: dict, roots: list[Path | str], base: Path, where: str, fixed: dict[str, object]) -> dict:
     """``data`` (a dumped config of type ``model``) with every ``read`` path confined and every
     ``write``/``roots`` path replaced by ``fixed[dotted field]``; raises ``PathNotAllowed``."""
     out = dict(data)

@@ -20,6 +20,7 @@ from pipelines.config import CHECK_FILES, ConfigError, WebCorpusConfig
 from pipelines.config_loading import load_config
 from service.confinement import PathNotAllowed, _models_in, confine_config, path_fields, path_kind, path_values
 from service.settings import PROJECT_ROOT, ServiceSettings
+from tokenizer.store_path import StorePath
 from trainer.config import TrainConfig, load_train_config
 
 
@@ -63,9 +64,9 @@ def confined_curation_config(cfg: WebCorpusConfig | dict, settings: ServiceSetti
     files are opened (model cards) only then. A request that has a path outside the roots and also
     fails validation is refused for the latter (a 422 before a 403), as a typed request would be."""
     tree = cfg.model_dump(mode="json") if isinstance(cfg, WebCorpusConfig) else _with_default_paths(WebCorpusConfig, cfg)
-    fixed = {"runs_dir": str(settings.runs_dir), "data_roots": [str(r) for r in settings.data_roots]}
+    fixed = {"runs_dir": str(settings.runs_root), "data_roots": [str(r) for r in settings.roots]}
     try:
-        data = confine_config(WebCorpusConfig, tree, settings.data_roots, PROJECT_ROOT, "config.", fixed)
+        data = confine_config(WebCorpusConfig, tree, settings.roots, PROJECT_ROOT, "config.", fixed)
     except PathNotAllowed:
         try:  # without files: nothing outside the roots is opened to say what is wrong
             WebCorpusConfig.model_validate(tree)
@@ -105,12 +106,12 @@ def _confine_train(resolved: dict, default: dict, overrides: list[str], settings
             raise JobError(_override_for(overrides, dotted, where, otherwise), f"{dotted} is set by the service (the job's folder and its manifest), not by a request", 422)
     fixed = {f: str(out_dir) for f, kind in path_fields(TrainConfig) if kind == "write"}
     try:
-        return confine_config(TrainConfig, resolved, settings.data_roots, PROJECT_ROOT, "", fixed)
+        return confine_config(TrainConfig, resolved, settings.roots, PROJECT_ROOT, "", fixed)
     except PathNotAllowed as exc:
-        raise PathNotAllowed(_override_for(overrides, exc.field, where, otherwise), "", settings.data_roots, str(exc)) from None
+        raise PathNotAllowed(_override_for(overrides, exc.field, where, otherwise), "", settings.roots, str(exc)) from None
 
 
-def confined_training_config(preset: str, overrides: list[str], manifest: str, out_dir: Path, settings: ServiceSettings) -> TrainConfig:
+def confined_training_config(preset: str, overrides: list[str], manifest: str, out_dir: Path | StorePath, settings: ServiceSettings) -> TrainConfig:
     """The training config a job runs with: ``preset`` plus ``overrides`` resolved first, then each
     path checked by its marker, whatever spelling set it (dotted or a whole section). The manifest
     and every output path are the service's: an override that moves them is refused."""

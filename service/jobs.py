@@ -50,8 +50,9 @@ class JobService:
         self._thread: threading.Thread | None = None
 
     # ---- submission -------------------------------------------------------------------------
-    def _job_dir(self, job_id: str) -> Path:
-        return self.settings.runs_dir / ".jobs" / job_id
+    def _job_dir(self, job_id: str):
+        """Where a job's resolved config goes: beside the runs, so the cluster reads it from the same storage."""
+        return self.settings.runs_root / ".jobs" / job_id
 
     def submit_curation(self, cfg: WebCorpusConfig) -> Job:
         job_id = self.store.new_id("curation")
@@ -72,7 +73,7 @@ class JobService:
         else:
             self.admission.check_fits(nproc, nproc * gpus_per_proc)
         job_id = self.store.new_id("training")
-        out_dir = self.settings.runs_dir / "train" / job_id
+        out_dir = self.settings.runs_root / "train" / job_id
         cfg = confined_training_config(preset, overrides, manifest, out_dir, self.settings)
         config_file = self._job_dir(job_id) / "train.yaml"
         config_file.parent.mkdir(parents=True, exist_ok=True)

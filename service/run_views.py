@@ -12,6 +12,7 @@ from pathlib import Path
 from pipelines.funnel import merge_shard_stats, retention
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, TOKENIZER, phase_of
+from tokenizer.store_path import as_path, readable
 
 
 def read_json(path: Path) -> dict | None:
@@ -78,14 +79,14 @@ def rejected_sample(run_dir: Path, stage: str, reason: str | None, limit: int, o
     rows: list[dict] = []
     total = 0
     for path in sorted(RunDir(run_dir).rejected_dir(stage).glob("*.parquet")):
-        reasons = pq.read_table(path, columns=["reason"])["reason"]
+        reasons = pq.read_table(readable(path), columns=["reason"])["reason"]
         mask = pc.equal(reasons, reason) if reason is not None else None
         n = (pc.sum(mask).as_py() or 0) if mask is not None else len(reasons)
         start = max(0, offset - total)  # of this shard's matching rows
         total += n
         if len(rows) >= limit or start >= n:
             continue
-        table = pq.read_table(path, columns=["id", "domain", "url", "reason", "text"])
+        table = pq.read_table(readable(path), columns=["id", "domain", "url", "reason", "text"])
         if mask is not None:
             table = table.filter(mask)
         for row in table.slice(start, limit - len(rows)).to_pylist():
@@ -96,7 +97,7 @@ def rejected_sample(run_dir: Path, stage: str, reason: str | None, limit: int, o
 
 def training_metrics(out_dir: Path, max_points: int = 2000) -> list[dict]:
     """The training job's metrics.jsonl lines (the loss curve), thinned evenly past ``max_points``."""
-    path = Path(out_dir) / "metrics.jsonl"
+    path = as_path(out_dir) / "metrics.jsonl"
     if not path.exists():
         return []
     records = []
@@ -113,5 +114,5 @@ def training_metrics(out_dir: Path, max_points: int = 2000) -> list[dict]:
 
 def training_workers(out_dir: Path) -> list[dict]:
     """Where each Ray Train worker of a run runs now (rank, node, pid, GPUs, start), as each rewrites it on a (re)start."""
-    workers = [w for path in sorted((Path(out_dir) / "workers").glob("rank-*.json")) if (w := read_json(path))]
+    workers = [w for path in sorted((as_path(out_dir) / "workers").glob("rank-*.json")) if (w := read_json(path))]
     return sorted(workers, key=lambda w: w.get("rank", 0))

@@ -9,6 +9,12 @@
                             (default: the bundled data/ and ./runs)
     CURATION_RUNS_DIR       where curation runs and training outputs go (default: ./runs; must lie
                             in a data root)
+    CURATION_STORAGE        an object store URL (s3://bucket/prefix) for every run, training output and
+                            job config instead of CURATION_RUNS_DIR: the cluster's shared storage.
+                            Credentials and endpoint come from the environment (AWS_ACCESS_KEY_ID,
+                            AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL), never from this URL
+    CURATION_STORE_ROOTS    object store URLs, separated by ',', that job inputs (s3://...) may be read
+                            from (default: CURATION_STORAGE, if set); any other URL is refused (403)
     RAY_JOBS_ADDRESS        Ray Jobs API (the dashboard), e.g. http://ray-head:8265; default: a local
                             Ray head the service starts once and records in the state dir
     CURATION_PYTHON         the Python that runs job entrypoints on the cluster (default: this one)
@@ -28,12 +34,18 @@ import secrets
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tokenizer.storage import is_remote
+from tokenizer.store_path import StorePath
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServiceSettings(BaseModel):
+    # a bad setting is reported without its value: it may be a token, or a URL with credentials in it
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     api_token: str = Field(min_length=16)
     database_url: str
     state_dir: Path
@@ -47,6 +59,30 @@ class ServiceSettings(BaseModel):
     max_running_jobs: int | None = Field(None, gt=0, description="jobs on Ray at once; default: one per two cluster CPUs")
     allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"], min_length=1)
     read_token: str | None = Field(None, min_length=16, description="a token for reads only; the API token reads too")
+    storage: str | None = Field(None, description="object store URL for runs and outputs, in place of runs_dir")
+    store_roots: list[str] = Field(default_factory=list, description="object store URLs job inputs may be read from")
+
+    @field_validator("storage", "store_roots")
+    @classmethod
+    def _store_urls(cls, value):
+        """A URL of an object store, normalized; never with credentials in it (they come from the environment)."""
+        if value is None:
+            return None
+        for url in [value] if isinstance(value, str) else value or []:
+            if not is_remote(url) or "@" in url.partition("://")[2].partition("/")[0]:
+                # the URL is not echoed: it may hold the very credentials it must not
+                raise ValueError("give an object store URL such as s3://bucket/prefix, without credentials in it")
+        return StorePath(value).url if isinstance(value, str) else [StorePath(u).url for u in value]
+
+    @property
+    def runs_root(self) -> Path | StorePath:
+        """Where runs, training outputs and job configs go: the store if one is set, else runs_dir."""
+        return StorePath(self.storage) if self.storage else self.runs_dir
+
+    @property
+    def roots(self) -> list[Path | str]:
+        """Every root a job's paths are confined to: the local data roots and the store roots."""
+        return [*self.data_roots, *self.store_roots, *([self.storage] if self.storage and self.storage not in self.store_roots else [])]
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServiceSettings:
@@ -70,6 +106,8 @@ class ServiceSettings(BaseModel):
             max_running_jobs=int(env["CURATION_MAX_RUNNING_JOBS"]) if env.get("CURATION_MAX_RUNNING_JOBS") else None,
             allowed_hosts=[h for h in env.get("CURATION_ALLOWED_HOSTS", "127.0.0.1,localhost,::1").split(",") if h],
             read_token=env.get("CURATION_READ_TOKEN") or None,
+            storage=env.get("CURATION_STORAGE") or None,
+            store_roots=[u for u in env.get("CURATION_STORE_ROOTS", "").split(",") if u],
         )
 
 

@@ -23,8 +23,9 @@ HASHED_FOLDERS = ("rejected", "filtered", "deduped", "dedup/index", "tokenizer",
 # Keys that measure time (they differ between two runs of the same code), name the run, say how
 # the machine cut the work (dedup's partitions default to one per CPU; the result does not depend
 # on them), or hash the resolved config (``config_fingerprint``: the default source and model paths
-# are absolute, so it changes with where the repository is checked out).
-VOLATILE_KEYS = {"wall_time_s", "shard_time_s", "run", "partitions", "config_fingerprint"}
+# are absolute, so it changes with where the repository is checked out), or count the object
+# store's retried requests (``store``: how flaky the store was, only in runs that use one).
+VOLATILE_KEYS = {"wall_time_s", "shard_time_s", "run", "partitions", "config_fingerprint", "store"}
 
 
 def _without(value, keys: set[str]):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tokenizer.store_path import as_path
+
 
 @dataclass
 class ShardEntry:
@@ -68,7 +70,7 @@ class Manifest:
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(json.loads(as_path(path).read_text()))
 
     @classmethod
     def of_shards(cls, shards: list[ShardEntry], tokenizer: TokenizerEntry, dtype: np.dtype, per_domain_shards: bool,

@@ -10,14 +10,16 @@ from pathlib import Path
 import sentencepiece as spm
 
 from tokenizer.special import special_tokens
+from tokenizer.store_path import StorePath, as_path, local_copy
 from tokenizer.train import model_sha256
 
 
 class Tokenizer:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"tokenizer model not found: {self.path}")
+    def __init__(self, path: str | Path | StorePath):
+        path = as_path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer model not found: {path}")
+        self.path = local_copy(path)  # sentencepiece opens a file: a model on a store is read from a local copy
         self.processor = spm.SentencePieceProcessor(model_file=str(self.path))
 
     @cached_property

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tokenizer.files import atomic_path
+from tokenizer.store_path import StorePath, as_path, local_copy, written
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -30,9 +30,14 @@ def shard_schema(dtype: np.dtype) -> pa.Schema:
     )
 
 
-def _write_atomically(path: Path, batch: pa.RecordBatch) -> None:
-    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
-        writer.write_batch(batch)
+def _write_atomically(path: Path | StorePath, batch: pa.RecordBatch) -> tuple[str, int]:
+    """(sha256, size) of the file, measured before it is put in place: renamed, or uploaded as
+    one object, when complete, as every output of a run is (``tokenizer.store_path.written``)."""
+    with written(path) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        measured = file_sha256(tmp), tmp.stat().st_size
+    return measured
 
 
 def file_sha256(path: Path) -> str:
@@ -43,29 +48,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_token_shard(path: Path, docs: Sequence[tuple[np.ndarray, str, str]], dtype: np.dtype) -> dict:
+def write_token_shard(path: Path | StorePath, docs: Sequence[tuple[np.ndarray, str, str]], dtype: np.dtype) -> dict:
     """Write (tokens with EOS, domain, doc id) rows atomically; return the shard's manifest entry."""
     lengths = np.array([len(t) for t, _, _ in docs], dtype=np.int64)
     flat = np.concatenate([t for t, _, _ in docs]).astype(dtype) if docs else np.empty(0, dtype)
     return write_flat_token_shard(path, flat, lengths, [d for _, d, _ in docs], [i for _, _, i in docs])
 
 
-def write_flat_token_shard(path: Path, flat: np.ndarray, lengths: np.ndarray, domains: list[str], doc_ids: list[str]) -> dict:
+def write_flat_token_shard(path: Path | StorePath, flat: np.ndarray, lengths: np.ndarray, domains: list[str], doc_ids: list[str]) -> dict:
     """The same from one flat token array and per-document lengths (no per-document arrays)."""
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
     batch = pa.record_batch(
         [tokens, pa.array(domains, pa.string()), pa.array(doc_ids, pa.string())], schema=shard_schema(flat.dtype)
     )
-    _write_atomically(path, batch)
+    path = as_path(path)
+    sha256, size = _write_atomically(path, batch)
     per_domain: dict[str, dict[str, int]] = defaultdict(lambda: {"documents": 0, "tokens": 0})
     for domain, n in zip(domains, lengths.tolist()):
         per_domain[domain]["documents"] += 1
         per_domain[domain]["tokens"] += n
     return {
         "file": path.name,
-        "sha256": file_sha256(path),
-        "bytes": path.stat().st_size,
+        "sha256": sha256,
+        "bytes": size,
         "documents": len(domains),
         "tokens": int(lengths.sum()),
         "domains": dict(sorted(per_domain.items())),
@@ -74,12 +80,13 @@ def write_flat_token_shard(path: Path, flat: np.ndarray, lengths: np.ndarray, do
 
 @dataclass
 class TokenShard:
-    """A memory-mapped shard: ``tokens`` is the flat token array, ``offsets`` the document bounds."""
+    """A memory-mapped shard: ``tokens`` is the flat token array, ``offsets`` the document bounds.
+    A shard on a store is mapped from a node-local copy (a store offers no memory map)."""
 
     path: Path
 
     def __post_init__(self):
-        self.path = Path(self.path)
+        self.path = local_copy(as_path(self.path))
         self._source = pa.memory_map(str(self.path), "r")
         reader = pa.ipc.open_file(self._source)
         if reader.num_record_batches != 1:
@@ -112,7 +119,7 @@ def cut_into_shards(entries: list, sizes: list[int], shard_tokens: int) -> list[
     return shards
 
 
-def write_gathered_shard(path: Path, sources: dict[str, Path], entries: list[tuple[str, int]], eos: int, dtype_name: str) -> dict:
+def write_gathered_shard(path: Path | StorePath, sources: dict[str, Path | StorePath], entries: list[tuple[str, int]], eos: int, dtype_name: str) -> dict:
     """A shard of the documents ``(source, row)`` of memory-mapped source shards, in the given order,
     each with EOS appended; returns its manifest entry."""
     dtype = np.dtype(dtype_name)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from curation.dedup.steps import LSHParams
 from tokenizer.files import atomic_write_json
+from tokenizer.store_path import as_path
 
 INDEX_PARAMS = ("ngram", "num_perm", "bands", "rows", "seed")
 
@@ -19,7 +20,7 @@ def write_index_info(path: Path, run_name: str, lsh: LSHParams) -> None:
 
 def index_files(folder: str | Path, lsh: LSHParams) -> tuple[str, list[Path]]:
     """(the run that built it, its index files); ValueError if it is no index or not comparable."""
-    info_path = Path(folder) / "index.json"
+    info_path = as_path(folder) / "index.json"
     if not info_path.is_file():
         raise ValueError(f"{folder} is not a finished run's dedup/index folder (no index.json)")
     info = json.loads(info_path.read_text())
@@ -29,4 +30,4 @@ def index_files(folder: str | Path, lsh: LSHParams) -> tuple[str, list[Path]]:
             f"built with other LSH parameters ({', '.join(f'{k}={info.get(k)}' for k in mismatched)}); "
             "signatures are only comparable with equal ngram, num_perm, bands, rows and seed"
         )
-    return info["run"], sorted(Path(folder).glob("*.arrow"))
+    return info["run"], sorted(as_path(folder).glob("*.arrow"))

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 
 from tokenizer.files import atomic_path
+from tokenizer.store_path import readable
 
 
 def write_arrow(path: Path, columns: dict[str, np.ndarray | list | pa.Array]) -> None:
@@ -41,7 +42,7 @@ def partition_dir(folder: Path, k: int) -> Path:
 def read_partition(folder: Path) -> pa.Table | None:
     """Every file of one partition folder, concatenated in name order; None if there is none."""
     files = sorted(folder.glob("*.arrow")) if folder.exists() else []
-    tables = [feather.read_table(f) for f in files]
+    tables = [feather.read_table(readable(f)) for f in files]
     return pa.concat_tables(tables) if tables else None
 
 

@@ -9,6 +9,7 @@ import pyarrow.feather as feather
 
 from curation.core.stage import Stage
 from curation.dedup.partitions import read_partition, write_table
+from tokenizer.store_path import readable
 
 Decisions = dict[str, tuple[str, int, str]]  # document id -> (reason, cluster id, id of its survivor)
 
@@ -42,6 +43,6 @@ def read_decisions(folder: Path) -> Decisions:
 
 def write_survivor_index(shard_index: Path, out: Path, decisions: Decisions) -> None:
     """The rows of a shard's LSH index whose documents survived: what a later run deduplicates against."""
-    index = feather.read_table(shard_index)
+    index = feather.read_table(readable(shard_index))
     survivors = pa.array([i not in decisions for i in index["id"].to_pylist()], type=pa.bool_())
     write_table(out, index.filter(survivors))

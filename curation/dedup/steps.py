@@ -46,6 +46,7 @@ from curation.dedup.partitions import (
 )
 from curation.dedup.survivors import choose_survivors, exact_key
 from curation.writers.shards import read_documents
+from tokenizer.store_path import readable
 
 SIGNATURE_BATCH = 512
 MAX_BUCKET_FOR_ALL_PAIRS = 64
@@ -90,7 +91,7 @@ def map_shard(filtered: Path, index: Path, work: Path, shard: str, offset: int, 
 def map_previous_index(index_file: Path, work: Path, run_name: str, offset: int, n_parts: int, bands: int, num_perm: int) -> int:
     """Documents of an earlier run's index join the graph with negative indices and an infinite
     score: they always survive, so a new document in their component is removed as their duplicate."""
-    table = feather.read_table(index_file)
+    table = feather.read_table(readable(index_file))
     n = table.num_rows
     keys = np.stack([table[f"band{j:03d}"].to_numpy() for j in range(bands)], axis=1) if n else np.empty((0, bands), np.uint64)
     ids = [f"{run_name}:{i}" for i in table["id"].to_pylist()]

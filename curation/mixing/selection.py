@@ -25,6 +25,7 @@ from curation.core.stats import StageStats
 from curation.mixing.plan import DomainPlan, mixture_total, plan_domain
 from curation.writers.shards import read_documents
 from curation.writers.stage_outputs import write_stage_outputs
+from tokenizer.store_path import readable
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def account_shard(curated: Path, repeats: np.ndarray, tokens: np.ndarray, reject
     The selected documents go to the token shards by another step; their tokens were counted when
     they were encoded, so nothing is encoded twice.
     """
-    ids = pq.read_table(curated, columns=["id"])["id"].to_pylist()
+    ids = pq.read_table(readable(curated), columns=["id"])["id"].to_pylist()
     token_count = dict(zip(ids, tokens.tolist()))
 
     def measure(doc) -> tuple[int, int]:

@@ -16,6 +16,8 @@ from datatrove.data import Document
 
 from curation.core.document import make_document_id, new_document
 from curation.core.stage import RAW_KEY, READ_ERROR_KEY
+from tokenizer.storage import is_remote
+from tokenizer.store_path import StorePath
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class InputFile:
 
     @property
     def name(self) -> str:
-        return Path(self.path).name
+        return StorePath(self.path).name if is_remote(self.path) else Path(self.path).name
 
     def open_path(self, path: str | None = None) -> str:
         """The path to open for ``path`` (default: this file), checked against ``roots`` now, when it
@@ -44,10 +46,22 @@ class OutsideDataRoots(ValueError):
     """Not an OSError on purpose: readers turn OSErrors into error documents that carry the raw bytes."""
 
 
+def open_input(path: str):
+    """A binary file object of a local file or of an object on a store (``s3://...``, streamed)."""
+    return StorePath(path).open("rb") if is_remote(path) else open(path, "rb")
+
+
 def inside_roots(path: str | os.PathLike, roots: tuple[str, ...] | list) -> str:
-    """``path`` with every symlink and ``..`` resolved, if that lies inside one of ``roots``; else refused."""
+    """``path`` with every symlink and ``..`` resolved, if that lies inside one of ``roots``; else refused.
+    A URL has no symlinks: its ``..`` are resolved and it must lie under a root URL."""
+    if is_remote(path):
+        url = StorePath(str(path)).url
+        for root in (StorePath(str(r)).url for r in roots if is_remote(r)):
+            if url == root or url.startswith(root.rstrip("/") + "/"):
+                return url
+        raise OutsideDataRoots(f"{os.fspath(path)!r} lies outside the data roots {[os.fspath(r) for r in roots]}")
     real = os.path.realpath(path)
-    for root in roots:
+    for root in (r for r in roots if not is_remote(r)):  # a URL root holds no local file
         root = os.path.realpath(root)
         if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
             return real
@@ -83,6 +97,6 @@ def raw_document(
 
 def read_rest(path: str, offset: int) -> bytes:
     """The bytes of a file from ``offset`` on: what was lost when a reader had to stop there."""
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         f.seek(offset)
         return f.read()

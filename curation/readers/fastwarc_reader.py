@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from datatrove.data import Document
 
-from curation.readers.base import InputFile
+from curation.readers.base import InputFile, open_input
 from curation.readers.warc import GZIP_MAGIC, read_warc, record_document
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def _fast_documents(file: InputFile) -> Iterator[Document]:
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     wanted = (WarcRecordType.response, WarcRecordType.resource)
-    with open(file.path, "rb") as stream:
+    with open_input(file.path) as stream:
         if not stream.read(len(GZIP_MAGIC)).startswith(GZIP_MAGIC):
             raise _NotPlain("not gzip")
         stream.seek(0)

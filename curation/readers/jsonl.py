@@ -9,11 +9,14 @@ from collections.abc import Iterator
 
 from datatrove.data import Document
 
-from curation.readers.base import InputFile, raw_document
+from curation.readers.base import InputFile, open_input, raw_document
+from tokenizer.storage import is_remote
 
 
 def _open(path: str):
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+    if not path.endswith(".gz"):
+        return open_input(path)
+    return gzip.open(open_input(path) if is_remote(path) else path, "rb")
 
 
 def read_jsonl(file: InputFile) -> Iterator[Document]:

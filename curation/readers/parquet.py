@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
 
-from curation.readers.base import InputFile, raw_document, read_rest
+from curation.readers.base import InputFile, open_input, raw_document, read_rest
+from tokenizer.storage import is_remote
 
 
 def read_parquet(file: InputFile) -> Iterator[Document]:
@@ -17,7 +18,7 @@ def read_parquet(file: InputFile) -> Iterator[Document]:
     url_field = file.options.get("url_field", "url")
     path = file.open_path()
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(open_input(path) if is_remote(path) else path)
         if text_field not in parquet.schema_arrow.names:
             raise KeyError(text_field)
     except KeyError:

@@ -20,7 +20,7 @@ from datatrove.data import Document
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeadersParser
 
-from curation.readers.base import InputFile, raw_document, read_rest
+from curation.readers.base import InputFile, open_input, raw_document, read_rest
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def read_warc(file: InputFile) -> Iterator[Document]:
     Request, metadata, warcinfo and revisit records carry no page of their own and are not documents.
     """
     position = 0
-    with open(file.open_path(), "rb") as stream:
+    with open_input(file.open_path()) as stream:
         # gzip by its magic; or by its name when a gzip header follows soon: a .gz whose first bytes
         # are damaged resynchronises at its next member instead of being parsed as one uncompressed,
         # unreadable record (and an uncompressed WARC misnamed .gz is still read as one)

@@ -1,0 +1,83 @@
+"""The service with object storage as its storage setting (CURATION_STORAGE), as an attacker meets it:
+job inputs given as URLs must lie under the store roots (CURATION_STORE_ROOTS), whatever spelling
+(``..``, a look-alike prefix, another bucket or protocol); a path outside is a 403 naming the field.
+Credentials never travel in a URL. The store is moto's S3 server on loopback (the service writes
+each job's config beside its run, on the store)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from service.api import create_app
+from service.settings import ServiceSettings
+from scripts.s3_server import start_moto
+from tests.test_fuzz_api import FakeRay
+from tests.test_security import _settings, curation, detail, post, roots  # noqa: F401  (roots: a fixture)
+
+CRAWL = "s3://crawl-bucket/crawl"
+STORAGE = "s3://runs-bucket/service"
+
+
+@pytest.fixture(scope="module")
+def store_client(roots):  # noqa: F811
+    import s3fs
+
+    server, endpoint = start_moto()
+    patch = pytest.MonkeyPatch()
+    for key, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        patch.setenv(key, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # an instance made for another endpoint must not be reused
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+    fs.mkdir("crawl-bucket")
+    fs.mkdir("runs-bucket")
+    fs.pipe_file("crawl-bucket/crawl/a.jsonl", b'{"text": "a document on the store"}\n')
+    settings = _settings(roots, storage=STORAGE, store_roots=[CRAWL])
+    with TestClient(create_app(settings, ray=FakeRay(), poll_interval_s=3600), raise_server_exceptions=False) as client:
+        yield client, fs
+    s3fs.S3FileSystem.clear_instance_cache()
+    patch.undo()
+    server.stop()
+
+
+def test_a_source_under_a_store_root_is_accepted_and_the_run_goes_to_the_storage(store_client):
+    client, fs = store_client
+    response = post(client, "/v1/jobs/curation", curation([f"{CRAWL}/*.jsonl"]))
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["output_dir"] == f"{STORAGE}/{job['id']}"
+    assert fs.exists(f"runs-bucket/service/.jobs/{job['id']}/config.yaml")  # the cluster reads it from the store
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://other-bucket/crawl/a.jsonl",  # another bucket
+        "s3://crawl-bucket/crawl-evil/a.jsonl",  # a look-alike prefix
+        "s3://crawl-bucket/crawl/../secrets/a.jsonl",  # out by ..
+        "s3://crawl-bucket/*/a.jsonl",  # a glob above the root
+        "s3://runs-bucket/service/../../crawl-bucket/x",  # out of the storage by ..
+        "http://169.254.169.254/latest/meta-data",  # another protocol
+        "memory://crawl-bucket/crawl/a.jsonl",  # another filesystem with the same path
+    ],
+)
+def test_a_url_outside_the_store_roots_is_403_naming_the_field(store_client, url):
+    client, _ = store_client
+    response = post(client, "/v1/jobs/curation", curation([f"{CRAWL}/a.jsonl", url]))
+    assert response.status_code == 403, response.text
+    assert detail(response)["field"] == "config.sources.0.paths.1" and "outside the store roots" in detail(response)["message"]
+
+
+def test_a_training_manifest_on_the_store_is_confined_too(store_client):
+    client, _ = store_client
+    response = post(client, "/v1/jobs/training", {"manifest": "s3://other-bucket/tokens/manifest.json"})
+    assert response.status_code == 403 and detail(response)["field"] == "manifest"
+
+
+def test_credentials_in_a_storage_url_are_refused_without_being_echoed(roots):  # noqa: F811
+    with pytest.raises(ValidationError) as err:
+        _settings(roots, storage="s3://AKIAEXAMPLE:hunter2secret@bucket/runs")
+    assert "hunter2secret" not in str(err.value)
+    with pytest.raises(ValidationError):
+        ServiceSettings.from_env({"CURATION_STATE_DIR": str(roots["base"] / "state"), "CURATION_STORE_ROOTS": "/local/folder"})
