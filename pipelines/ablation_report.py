@@ -133,7 +133,8 @@ def plot(summary: dict, path: Path) -> None:
             ax.scatter([i + offset] * len(b["seeds"]), list(b["seeds"].values()), s=12, color=f"C{j}", alpha=0.5, zorder=3)
         ax.errorbar(xs, means, yerr=[lows, highs], fmt="o", capsize=4, color=f"C{j}", label=domain, zorder=4)
     labels = [f"{v['name']}\n{_pct(v['retention']['tokens_vs_extracted'])} of tokens kept" for v in variants]
-    ax.set_xticks(range(len(variants)), labels, fontsize=8)
+    crowded = len(variants) > 6  # long names side by side overlap: slant them
+    ax.set_xticks(range(len(variants)), labels, fontsize=8, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     ax.set_ylabel("bits per byte (held-out reference text)")
     ax.set_title(f"{summary['name']}: {len(summary['seeds'])} seeds per variant (bar: min–max)")
     ax.grid(axis="y", alpha=0.3)
