@@ -70,29 +70,6 @@ def assert_recorded_outputs(fs, run_name: str, tmp_path: Path) -> dict:
     return json.loads((local / "stats.json").read_text())
 
 
-@pytest.mark.slow
-def test_the_bundled_run_on_a_store_that_fails_every_7th_request_equals_the_local_run(store, tmp_path):
-    endpoint, fs = store
-    host, port = endpoint.removeprefix("http://").split(":")
-    proxy = FlakyProxy((host, int(port)), every=7)
-    import threading
-
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        proc = start_run(bundled_on_store(tmp_path, "flaky"), proxy.url, tmp_path)
-        _, stderr = proc.communicate(timeout=900)
-    finally:
-        proxy.shutdown()
-    assert proc.returncode == 0, stderr[-4000:]
-    assert SECRET not in stderr
-    stats = assert_recorded_outputs(fs, "flaky", tmp_path)
-    # every refused request was retried (never one exhausted its attempts) and counted, by kind;
-    # the driver's last requests (writing stats.json itself) come after the count is taken
-    print(f"\nproxy refused {proxy.failed} of {proxy.seen} requests; stats.json counts {stats['store']}")
-    assert 0 < stats["store"]["retried"] <= proxy.failed
-    assert set(stats["store"]["by_kind"]) <= {"SlowDown", "503"}
-
-
 # the run's events, seen as objects on the store; the driver's process group is SIGKILLed the moment
 # one appears, and the run started again
 KILL_POINTS = [
@@ -102,41 +79,56 @@ KILL_POINTS = [
 ]
 
 
+def flaky_proxy(endpoint: str, every: int, deny: str | None = None) -> FlakyProxy:
+    import threading
+
+    host, port = endpoint.removeprefix("http://").split(":")
+    proxy = FlakyProxy((host, int(port)), every=every, deny=deny)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    return proxy
+
+
 @pytest.mark.slow
-def test_a_run_on_the_store_killed_at_three_points_then_resumed_equals_the_local_run(store, tmp_path):
+def test_a_run_on_a_flaky_store_killed_at_three_points_then_resumed_equals_the_local_run(store, tmp_path):
+    """Both faults in one run (each alone costs a whole bundled run): every 7th request refused
+    (throttling, 5xx), and the driver SIGKILLed at three points, then resumed."""
     endpoint, fs = store
     config = bundled_on_store(tmp_path, "killed")
+    proxy = flaky_proxy(endpoint, every=7)
     killed = []
-    for label, pattern in KILL_POINTS:
-        proc = start_run(config, endpoint, tmp_path, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 600
-        while proc.poll() is None and time.time() < deadline:
-            if fs.glob(f"{BUCKET}/runs/killed/{pattern}"):
-                os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        for label, pattern in KILL_POINTS:
+            proc = start_run(config, proxy.url, tmp_path, stderr=subprocess.DEVNULL)
+            deadline = time.time() + 600
+            while proc.poll() is None and time.time() < deadline:
+                if fs.glob(f"{BUCKET}/runs/killed/{pattern}"):  # seen directly, not through the proxy
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.05)
+            if proc.wait(timeout=60) == -signal.SIGKILL:
+                killed.append(label)
+            else:
+                assert proc.returncode == 0
                 break
-            time.sleep(0.05)
-        if proc.wait(timeout=60) == -signal.SIGKILL:
-            killed.append(label)
-        else:
-            assert proc.returncode == 0
-            break
-    print(f"\nkilled at: {killed}")
-    assert len(killed) >= 2, killed
-    final = start_run(config, endpoint, tmp_path)
-    _, stderr = final.communicate(timeout=900)
+        assert len(killed) >= 2, killed
+        final = start_run(config, proxy.url, tmp_path)
+        _, stderr = final.communicate(timeout=900)
+    finally:
+        proxy.shutdown()
     assert final.returncode == 0, stderr[-4000:]
-    assert_recorded_outputs(fs, "killed", tmp_path)
+    assert SECRET not in stderr
+    stats = assert_recorded_outputs(fs, "killed", tmp_path)
+    # every refused request was retried (never one exhausted its attempts) and counted, by kind;
+    # the driver's last requests (writing stats.json itself) come after the count is taken
+    assert 0 < stats["store"]["retried"] <= proxy.failed
+    assert set(stats["store"]["by_kind"]) <= {"SlowDown", "503"}
 
 
 def test_a_source_the_store_refuses_fails_the_run_naming_the_shard(store, tmp_path):
     """A 403 is permanent: not retried, the shard's task fails by name, and the funnel says so."""
     endpoint, fs = store
     fs.put_file(str(CORPUS / "warc" / "general-00000.warc.gz"), f"{BUCKET}/refused/general-00000.warc.gz")
-    host, port = endpoint.removeprefix("http://").split(":")
-    proxy = FlakyProxy((host, int(port)), every=0, deny=f"/{BUCKET}/refused/")
-    import threading
-
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    proxy = flaky_proxy(endpoint, every=0, deny=f"/{BUCKET}/refused/")
     sources = [{"name": "refused", "format": "warc", "domain": "general", "paths": [f"s3://{BUCKET}/refused/*.warc.gz"]}]
     config = tmp_path / "refused.json"
     config.write_text(json.dumps({"runs_dir": f"s3://{BUCKET}/runs", "run_name": "refused", "sources": sources,
