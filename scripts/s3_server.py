@@ -71,14 +71,22 @@ def upload_folder(fs, local: Path, remote: str) -> None:
 class FlakyProxy(http.server.ThreadingHTTPServer):
     """Forwards HTTP to ``upstream`` (host, port), answering every ``every``-th request with a 503
     SlowDown itself (the request never reaches the store, as when a front end sheds load), and
-    every request whose path holds ``deny`` with a 403 AccessDenied (a permanent error)."""
+    every request whose path holds ``deny`` with a 403 AccessDenied (a permanent error).
+
+    ``hold_after``: once a PUT whose path holds it is answered, every later write (PUT, POST,
+    DELETE) waits until ``release()``, reads go on: a run that writes is held at a known point
+    (its next write) for as long as a test needs to act there."""
 
     daemon_threads = True
 
-    def __init__(self, upstream: tuple[str, int], every: int, deny: str | None = None):
+    def __init__(self, upstream: tuple[str, int], every: int, deny: str | None = None, hold_after: str | None = None):
         self.upstream, self.every, self.seen, self.failed, self.deny = upstream, every, 0, 0, deny
+        self.hold_after, self.holding, self.released = hold_after, threading.Event(), threading.Event()
         self._lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    def release(self) -> None:
+        self.released.set()
 
     def should_fail(self) -> bool:
         with self._lock:
@@ -118,6 +126,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def _forward(self):
         body = self._body()
+        if self.command in ("PUT", "POST", "DELETE") and self.server.holding.is_set():
+            self.server.released.wait()
         if self.server.deny and self.server.deny in self.path:
             return self._refuse(403, b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>")
         if self.server.should_fail():
@@ -141,6 +151,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+        if self.command == "PUT" and self.server.hold_after and self.server.hold_after in self.path:
+            self.server.holding.set()
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 

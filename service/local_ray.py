@@ -2,8 +2,9 @@
 and the two-node cluster the tests use in place of docker-compose.
 
 Each ``ray start`` runs in a new session, so every process of that node (GCS, raylet, dashboard,
-agents, workers) shares one process group and stopping the node is one ``killpg`` — without
-``ray stop``, which would kill every Ray on the machine, other clusters included.
+agents, and the workers, each in a process group of its own) is in that session, and stopping the
+node kills that session's processes — without ``ray stop``, which would kill every Ray on the
+machine, other clusters included.
 """
 
 from __future__ import annotations
@@ -98,11 +99,32 @@ def start_worker(gcs_address: str, num_cpus: int | None = None, log_dir: Path | 
     return RayNode(pgid, gcs_address)
 
 
+def _session(sid: int) -> list[int]:
+    """The processes of session ``sid`` (a ``ray start`` made it: nothing else is in it)."""
+    pids = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            if entry.name.isdigit() and os.getsid(int(entry.name)) == sid:
+                pids.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            pass
+    return pids
+
+
 def stop_node(pgid: int) -> None:
+    """SIGKILL every process of the node: its process group, and every process of its session.
+    Ray starts each worker in a process group of its own (in the node's session), so the group
+    alone left the workers running, training on, until they noticed their raylet was gone."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for _ in range(3):  # a process forked meanwhile is in the session too
+        for pid in _session(pgid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def dashboard_alive(url: str, timeout: float = 2.0) -> bool:

@@ -59,3 +59,23 @@ def mixed_run(tmp_path_factory, ray_local):
     cfg = small_config(tmp, **{"shards.shard_tokens": 20000})
     stats = run_web_corpus(cfg, progress=False)
     return cfg, stats, json.loads((cfg.run_dir / "tokens" / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(tmp_path_factory) -> Path:
+    """Small learnable token shards with their manifest.json (``scripts.s3_server.synthetic_tokens``)."""
+    from scripts.s3_server import synthetic_tokens
+
+    return synthetic_tokens(tmp_path_factory.mktemp("tokens"))
+
+
+@pytest.fixture(scope="session")
+def straight_losses(synthetic_shards, tmp_path_factory) -> list[tuple[int, float]]:
+    """The reference of every Ray Train kill test: ten steps on two Ray Train workers
+    (``tests.ray_train_runs``), never interrupted, checkpointed only at the end: (step, loss) each."""
+    from tests.ray_train_runs import env, losses, ray_cmd
+
+    tmp = tmp_path_factory.mktemp("straight")
+    result = subprocess.run(ray_cmd(synthetic_shards, tmp / "run", "checkpoint.every=0"), env=env(tmp), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return losses((tmp / "run" / "metrics.jsonl").read_text())

@@ -1,4 +1,4 @@
-"""A Ray worker node lost whole (its raylet and every worker on it, SIGKILLed as one process group)
+"""A Ray worker node lost whole (its raylet and every worker on it SIGKILLed: every process of the node's session)
 in the middle of the bundled curation run: Ray runs the lost tasks again on the node left, and the
 run finishes with the outputs recorded for an undisturbed run (tests/data/bundled_run_fingerprint.json).
 

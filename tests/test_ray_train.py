@@ -14,42 +14,8 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT
-from scripts.s3_server import FlakyProxy, start_moto, synthetic_tokens, upload_folder
-
-RUN = [
-    "model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.seq_len=64", "model.vocab_size=512",
-    "optim.global_batch=16", "optim.micro_batch=4", "optim.warmup_steps=5", "optim.steps=10",
-    "parallel.mixed_precision=fp32", "log.val_every=1000",
-]
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def ray_cmd(data, storage, *overrides, workers: int = 2):
-    return [sys.executable, "-m", "trainer.ray_train", "--data", str(data), "--workers", str(workers), "--storage", str(storage),
-            "--max-failures", "2", *RUN, *overrides]
-
-
-def env(tmp_path, **extra):
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TRAINER_CACHE_DIR": str(tmp_path / "cache"), "RAY_DEDUP_LOGS": "0", **extra}
-
-
-def losses(metrics_text: str) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in map(json.loads, metrics_text.splitlines())]
-
-
-@pytest.fixture(scope="module")
-def tokens(tmp_path_factory):
-    return synthetic_tokens(tmp_path_factory.mktemp("tokens"))
-
-
-@pytest.fixture(scope="module")
-def straight(tokens, tmp_path_factory):
-    """Ten steps on two Ray Train workers, never interrupted, checkpointed only at the end."""
-    tmp = tmp_path_factory.mktemp("straight")
-    result = subprocess.run(ray_cmd(tokens, tmp / "run", "checkpoint.every=0"), env=env(tmp), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return losses((tmp / "run" / "metrics.jsonl").read_text())
+from scripts.s3_server import FlakyProxy, start_moto, upload_folder
+from tests.ray_train_runs import CREDENTIALS, RUN, env, losses, ray_cmd
 
 
 def wait_for_step(read_metrics, proc, step: int, timeout: float = 400) -> None:
@@ -63,12 +29,12 @@ def wait_for_step(read_metrics, proc, step: int, timeout: float = 400) -> None:
 
 
 @pytest.mark.slow
-def test_a_lost_worker_restarts_the_run_from_its_checkpoint_to_the_same_losses(tokens, tmp_path, straight):
+def test_a_lost_worker_restarts_the_run_from_its_checkpoint_to_the_same_losses(synthetic_shards, tmp_path, straight_losses):
     """SIGKILL of rank 1's worker process two steps past the checkpoint at step 4: Ray Train's
     FailureConfig starts a new worker group, which resumes from that checkpoint; every step's loss
     equals the uninterrupted run's."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(ray_cmd(tokens, out, "checkpoint.every=4"), env=env(tmp_path), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(ray_cmd(synthetic_shards, out, "checkpoint.every=4"), env=env(tmp_path), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
     wait_for_step(lambda: metrics.read_text() if metrics.exists() else "", proc, 5)
@@ -77,7 +43,7 @@ def test_a_lost_worker_restarts_the_run_from_its_checkpoint_to_the_same_losses(t
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-4000:]
     assert json.loads((out / "workers" / "rank-1.json").read_text())["pid"] != victim  # a new worker group ran
-    assert losses(metrics.read_text()) == straight  # steps 5.. logged once, by the restarted group
+    assert losses(metrics.read_text()) == straight_losses  # steps 5.. logged once, by the restarted group
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +66,12 @@ def s3(s3_endpoint, request):
 
 
 @pytest.mark.slow
-def test_ray_train_on_s3_survives_a_store_failing_every_fifth_request(tokens, tmp_path, s3, straight):
+def test_ray_train_on_s3_survives_a_store_failing_every_fifth_request(synthetic_shards, tmp_path, s3, straight_losses):
     """Shards read from S3, DCP checkpoints and metrics written there, through a proxy answering
     every fifth request with 503 SlowDown: the run finishes with the local run's losses, and the
     retries are counted in store_stats.json."""
     endpoint, fs, bucket = s3
-    upload_folder(fs, tokens, f"{bucket}/run/tokens")
+    upload_folder(fs, synthetic_shards, f"{bucket}/run/tokens")
     proxy = FlakyProxy(("127.0.0.1", int(endpoint.rsplit(":", 1)[1])), every=5)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
@@ -114,7 +80,7 @@ def test_ray_train_on_s3_survives_a_store_failing_every_fifth_request(tokens, tm
     finally:
         proxy.shutdown()
     assert result.returncode == 0, result.stderr[-4000:]
-    assert losses(fs.cat_file(f"{bucket}/run/train/metrics.jsonl").decode()) == straight
+    assert losses(fs.cat_file(f"{bucket}/run/train/metrics.jsonl").decode()) == straight_losses
     stats = json.loads(fs.cat_file(f"{bucket}/run/train/store_stats.json"))
     assert proxy.failed > 0 and stats["retried"] > 0, (proxy.failed, stats)
     assert "testing" not in result.stderr + fs.cat_file(f"{bucket}/run/train/config.json").decode()  # no credentials in logs or configs
@@ -123,12 +89,12 @@ def test_ray_train_on_s3_survives_a_store_failing_every_fifth_request(tokens, tm
 
 
 @pytest.mark.slow
-def test_training_killed_on_s3_resumes_to_the_same_losses(tokens, tmp_path, s3, straight):
+def test_training_killed_on_s3_resumes_to_the_same_losses(synthetic_shards, tmp_path, s3, straight_losses):
     """One process (``python -m trainer``) reading and checkpointing on S3, SIGKILLed between
     checkpoints, then started again: the losses of the uninterrupted run (the trainer's losses do
     not depend on the number of processes: the global batch and its order are the same)."""
     endpoint, fs, bucket = s3
-    upload_folder(fs, tokens, f"{bucket}/run/tokens")
+    upload_folder(fs, synthetic_shards, f"{bucket}/run/tokens")
     cmd = [sys.executable, "-m", "trainer", "--data", f"s3://{bucket}/run/tokens", "--out", f"s3://{bucket}/run/train", "--no-progress",
            *RUN, "checkpoint.every=4"]
     run_env = env(tmp_path, AWS_ENDPOINT_URL=endpoint, OMP_NUM_THREADS="2", **CREDENTIALS)
@@ -142,7 +108,7 @@ def test_training_killed_on_s3_resumes_to_the_same_losses(tokens, tmp_path, s3, 
     assert result.returncode == 0, result.stderr[-4000:]
     resumed = losses(fs.cat_file(f"{bucket}/run/train/metrics.jsonl").decode())
     assert [s for s, _ in resumed] == list(range(1, 11))
-    for (_, a), (_, b) in zip(straight, resumed):  # one process against two: another summation order
+    for (_, a), (_, b) in zip(straight_losses, resumed):  # one process against two: another summation order
         assert b == pytest.approx(a, rel=2e-4)
 
 
