@@ -90,11 +90,11 @@ def flaky_proxy(endpoint: str, every: int, deny: str | None = None) -> FlakyProx
 
 @pytest.mark.slow
 def test_a_run_on_a_flaky_store_killed_at_three_points_then_resumed_equals_the_local_run(store, tmp_path):
-    """Both faults in one run (each alone costs a whole bundled run): every 7th request refused
+    """Both faults in one run (each alone costs a whole bundled run): every 20th request refused
     (throttling, 5xx), and the driver SIGKILLed at three points, then resumed."""
     endpoint, fs = store
     config = bundled_on_store(tmp_path, "killed")
-    proxy = flaky_proxy(endpoint, every=7)
+    proxy = flaky_proxy(endpoint, every=20)  # each refusal costs a retry backoff: every 7th made this test 168 s, every 20th 94 s
     killed = []
     try:
         for label, pattern in KILL_POINTS:
