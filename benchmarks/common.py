@@ -49,3 +49,11 @@ def corpus_texts(min_words: int = 0) -> list[str]:
                 if len(text.split()) >= min_words:
                     texts.append(text)
     return texts
+
+
+def report(text: str, out: str | Path) -> None:
+    """A benchmark's table: printed, and kept in ``out`` (benchmarks/results/)."""
+    print(text)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text + "\n")
+

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, machine, versions  # noqa: E402
+from benchmarks.common import ROOT, machine, report, versions  # noqa: E402
 
 
 def run(args: list[str], env: dict, cwd: Path) -> float:
@@ -89,10 +89,7 @@ def main() -> None:
         "wall s: the process, Ray's start included; run s: stats.json's wall_time_s; requests: HTTP requests the",
         "store answered (counted by a pass-through proxy); both runs' outputs equal the recorded fingerprint.",
     ]
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
+    report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

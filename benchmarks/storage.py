@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, machine, versions  # noqa: E402
+from benchmarks.common import ROOT, machine, report, versions  # noqa: E402
 
 MODEL = ["model.d_model=128", "model.n_layers=2", "model.n_heads=4", "model.seq_len=128", "optim.global_batch=16",
          "optim.micro_batch=8", "parallel.mixed_precision=fp32", "log.val_every=100000"]
@@ -103,10 +103,7 @@ def main() -> None:
         "step ms: median step after the first; data share: mean of the trainer's data_time_share (wait for the",
         "prefetched batch + copy) over steps 2..; other s: wall minus steps (start, shard download, checkpoints).",
     ]
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
+    report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

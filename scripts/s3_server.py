@@ -9,6 +9,7 @@ import http.client
 import http.server
 import json
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,29 @@ def start_moto():
     server.start()
     host, port = server.get_host_and_port()
     return server, f"http://{host}:{port}"
+
+
+@contextmanager
+def moto_in_environment():
+    """moto's S3 server, reached by every client of this process through the environment (AWS_*,
+    AWS_ENDPOINT_URL), as the product reads it; yields a test-side s3fs filesystem on it."""
+    import os
+
+    import s3fs
+
+    server, endpoint = start_moto()
+    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    before = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    s3fs.S3FileSystem.clear_instance_cache()  # an instance made for another endpoint must not be reused
+    try:
+        yield s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
+

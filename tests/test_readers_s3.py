@@ -18,14 +18,12 @@ from curation.readers.base import OutsideDataRoots
 from pipelines.config_loading import load_config
 from pipelines.inputs import list_shards
 from tests.conftest import CORPUS, REAL_CRAWL
-from scripts.s3_server import start_moto
+from scripts.s3_server import moto_in_environment
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """(local folder, its copy at s3://readers/files) with one input of every format."""
-    import s3fs
-
     local = tmp_path_factory.mktemp("inputs")
     shutil.copy(REAL_CRAWL, local / "iana.warc.gz")
     shutil.copy(CORPUS / "jsonl" / "finance.jsonl.gz", local / "finance.jsonl.gz")
@@ -33,18 +31,10 @@ def store(tmp_path_factory):
     (local / "pages" / "sub").mkdir(parents=True)
     (local / "pages" / "a.html").write_text("<html><body><p>page a</p></body></html>")
     (local / "pages" / "sub" / "b.htm").write_text("<html><body><p>page b</p></body></html>")
-    server, endpoint = start_moto()
-    patch = pytest.MonkeyPatch()
-    for key, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        patch.setenv(key, value)
-    s3fs.S3FileSystem.clear_instance_cache()  # an instance made for another endpoint must not be reused
-    fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
-    fs.mkdir("readers")
-    fs.put(str(local) + "/", "readers/files/", recursive=True)
-    yield local, "s3://readers/files"
-    s3fs.S3FileSystem.clear_instance_cache()
-    patch.undo()
-    server.stop()
+    with moto_in_environment() as fs:
+        fs.mkdir("readers")
+        fs.put(str(local) + "/", "readers/files/", recursive=True)
+        yield local, "s3://readers/files"
 
 
 def _seen(docs) -> list[tuple]:

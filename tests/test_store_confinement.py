@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from service.api import create_app
 from service.settings import ServiceSettings
-from scripts.s3_server import start_moto
+from scripts.s3_server import moto_in_environment
 from tests.test_fuzz_api import FakeRay
 from tests.test_security import _settings, curation, detail, post, roots  # noqa: F401  (roots: a fixture)
 
@@ -22,23 +22,13 @@ STORAGE = "s3://runs-bucket/service"
 
 @pytest.fixture(scope="module")
 def store_client(roots):  # noqa: F811
-    import s3fs
-
-    server, endpoint = start_moto()
-    patch = pytest.MonkeyPatch()
-    for key, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        patch.setenv(key, value)
-    s3fs.S3FileSystem.clear_instance_cache()  # an instance made for another endpoint must not be reused
-    fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
-    fs.mkdir("crawl-bucket")
-    fs.mkdir("runs-bucket")
-    fs.pipe_file("crawl-bucket/crawl/a.jsonl", b'{"text": "a document on the store"}\n')
-    settings = _settings(roots, storage=STORAGE, store_roots=[CRAWL])
-    with TestClient(create_app(settings, ray=FakeRay(), poll_interval_s=3600), raise_server_exceptions=False) as client:
-        yield client, fs
-    s3fs.S3FileSystem.clear_instance_cache()
-    patch.undo()
-    server.stop()
+    with moto_in_environment() as fs:
+        fs.mkdir("crawl-bucket")
+        fs.mkdir("runs-bucket")
+        fs.pipe_file("crawl-bucket/crawl/a.jsonl", b'{"text": "a document on the store"}\n')
+        settings = _settings(roots, storage=STORAGE, store_roots=[CRAWL])
+        with TestClient(create_app(settings, ray=FakeRay(), poll_interval_s=3600), raise_server_exceptions=False) as client:
+            yield client, fs
 
 
 def test_a_source_under_a_store_root_is_accepted_and_the_run_goes_to_the_storage(store_client):
