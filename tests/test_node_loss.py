@@ -1,7 +1,6 @@
 """A Ray worker node lost whole (its raylet and every worker on it SIGKILLed: every process of the node's session)
-in the middle of the bundled curation run, submitted as a curation job through the API: Ray runs the
-lost tasks again on the node left, the job succeeds, and its outputs are those recorded for an
-undisturbed run (tests/data/bundled_run_fingerprint.json).
+in the middle of the bundled curation run: Ray runs the lost tasks again on the node left, and the
+run finishes with the outputs recorded for an undisturbed run (tests/data/bundled_run_fingerprint.json).
 
 Two nodes on this machine, started as tests/test_service_cluster.py starts them (``ray start`` in a
 session of its own each, never ``ray stop``, which would stop every Ray on the machine), sharing no
@@ -11,12 +10,13 @@ disk in the run's eyes: sources and run directory are on moto's S3 server, as in
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 
 from service import local_ray
-from service.local_api import ApiProcess
 from tests.conftest import ROOT
 from tests.run_fingerprint import differences, run_fingerprint
 from scripts.s3_server import bundled_config_on_store, start_moto, upload_corpus
@@ -37,35 +37,33 @@ def test_a_worker_node_killed_mid_run_changes_no_output(tmp_path, monkeypatch):
     fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, use_listings_cache=False)
     fs.mkdir("nodes")
     upload_corpus(fs, "nodes/sources")
-    sources = json.loads(bundled_config_on_store(tmp_path / "run.json", "s3://nodes/sources", "s3://nodes/runs", "sample").read_text())["sources"]
+    config = bundled_config_on_store(tmp_path / "run.json", "s3://nodes/sources", "s3://nodes/runs", "sample")
     logs = tmp_path / "ray-logs"
     logs.mkdir()
     head = local_ray.start_head(num_cpus=1, log_dir=logs)
-    worker = api = None
+    worker = None
     try:
         worker = local_ray.start_worker(head.gcs_address, num_cpus=1, log_dir=logs)
-        api = ApiProcess(tmp_path / "state", tmp_path / "runs", head.dashboard_url,
-                         extra_env={"CURATION_STORAGE": "s3://nodes/runs", "CURATION_STORE_ROOTS": "s3://nodes/sources"})
+        env = {**local_ray.ray_env(), "RAY_ADDRESS": head.gcs_address, "PYTHONPATH": str(ROOT)}
         # dedup's partitions pinned to what the recorded run had: by default they follow the cluster's
         # CPUs, which the lost node takes with it (stats.json's candidate_pairs counts per partition)
-        status, job = api.call("POST", "/v1/jobs/curation", {"config": {"sources": sources, "dedup": {"partitions": 2}}})
-        assert status == 201, job
-        run = f"nodes/runs/{job['id']}"
+        args = ["--no-progress", "--config", str(config), "dedup.partitions=2"]
+        with open(tmp_path / "driver.log", "w") as log:  # a file, not a pipe: nobody reads a pipe while the test polls
+            proc = subprocess.Popen([sys.executable, "-m", "pipelines.web_corpus", *args], cwd=tmp_path, env=env, stdout=log, stderr=log)
         worker_id = _worker_node_id(head.dashboard_url)
         deadline = time.time() + 600
         # mid-curation: a shard is done, and the worker node is curating another
-        while time.time() < deadline and not (fs.glob(f"{run}/stats/curate/*.json") and _running_on(head.dashboard_url, worker_id, "curate_shard")):
-            assert api.call("GET", f"/v1/jobs/{job['id']}")[1]["state"] in ("queued", "running"), "the job ended before the node could be killed"
+        while proc.poll() is None and time.time() < deadline and not (
+            fs.glob("nodes/runs/sample/stats/curate/*.json") and _running_on(head.dashboard_url, worker_id, "curate_shard")
+        ):
             time.sleep(0.2)
+        assert proc.poll() is None, f"the run ended before the node could be killed: {_tail(tmp_path / 'driver.log')}"
         local_ray.stop_node(worker.pgid)
-        killed_at = len(fs.glob(f"{run}/stats/curate/*.json"))
-        final = api.wait(job["id"], timeout_s=900)
-        assert final["state"] == "succeeded", final["error"]
+        killed_at = len(fs.glob("nodes/runs/sample/stats/curate/*.json"))
+        assert proc.wait(timeout=900) == 0, _tail(tmp_path / "driver.log")
         tasks = _tasks(head.dashboard_url)
-        fs.get(run, str(tmp_path / "fetched"), recursive=True)
+        fs.get("nodes/runs/sample", str(tmp_path / "fetched"), recursive=True)
     finally:
-        if api:
-            api.kill()
         if worker:
             local_ray.stop_node(worker.pgid)
         local_ray.stop_node(head.pgid)
@@ -74,6 +72,10 @@ def test_a_worker_node_killed_mid_run_changes_no_output(tmp_path, monkeypatch):
     print(f"\nworker node killed with {killed_at} shards curated; tasks run again on the node left: {rerun}")
     assert any(name.endswith("curate_shard") for name in rerun)
     assert differences(RECORDED, run_fingerprint(tmp_path / "fetched")) == []
+
+
+def _tail(path) -> str:
+    return path.read_text()[-4000:]
 
 
 def _worker_node_id(dashboard_url: str) -> str:
