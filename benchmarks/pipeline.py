@@ -75,8 +75,9 @@ def _env() -> dict:
 
 
 def run_ours(corpus: Path, work: Path, name: str, overrides: list[str], cores: int) -> dict:
+    # datatrove's pipeline has no decontamination stage: without it both sides take the same decisions
     cmd = [sys.executable, "-m", "pipelines.web_corpus", "--config", str(corpus / "curation.yaml"), "--overwrite", "--no-progress",
-           f"run_name={name}", f"runs_dir={work}", f"ray.num_cpus={cores}", *overrides]
+           f"run_name={name}", f"runs_dir={work}", f"ray.num_cpus={cores}", "decontaminate.enabled=false", *overrides]
     proc = run_monitored(cmd, _env(), work / f"{name}.log")
     run = work / name
     if proc["returncode"] != 0:

@@ -51,6 +51,7 @@ def summarize_ours(stats: dict, progress: dict, proc: dict, run: Path) -> dict:
         "tokens_out": stats["stages"][-1]["total"]["kept"]["tokens"],
         "phases_s": _phases(progress),
         "stage_time_s": {s["name"]: s["wall_time_s"] for s in curate_stages},
+        "token_count_time_s": stats.get("token_count_time_s"),
         "retention": stats.get("retention"),
     }
 
@@ -159,7 +160,16 @@ def _side(label: str, side: dict, records: int, html_bytes: int, cores: int) -> 
         _shares(side["phases_s"]),
         "  per-document stages (time summed over workers; share of the stage total):",
         _shares(side["stage_time_s"]),
+        *_token_counting(side),
     ]
+
+
+def _token_counting(side: dict) -> list[str]:
+    """What the funnel's exact token counts cost, against the whole process tree's CPU time."""
+    spent, cpu = side.get("token_count_time_s"), side["process"].get("cpu_s")
+    if spent is None or not cpu:
+        return []
+    return [f"  token counting (every stage's tokens in and out, summed over workers): {spent:.1f} s = {100 * spent / cpu:.1f}% of the CPU time"]
 
 
 def render(result: dict, note: str = "") -> str:

@@ -86,10 +86,9 @@ def _curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
     _quiet_datatrove_logs()
     started = time.perf_counter()
     stages = replaying(build(plan), sample_cache.load(run, shard.name), skip=sample_cache.NOT_REPLAYED)
-    stats = write_stage_outputs(
-        stages, read_file(shard.file), _token_measure(run), run.filtered(shard.name), lambda stage: run.rejected(stage, shard.name)
-    )
-    where = {"input": shard.file.path, "source": shard.file.source, "domain": shard.file.domain}
+    measure = _token_measure(run)
+    stats = write_stage_outputs(stages, read_file(shard.file), measure, run.filtered(shard.name), lambda stage: run.rejected(stage, shard.name))
+    where = {"input": shard.file.path, "source": shard.file.source, "domain": shard.file.domain, "token_count_time_s": round(measure.time_s, 3)}
     payload = _finish_shard(run, CURATE.name, shard.name, started, stats, **where)
     sample_cache.drop(run, shard.name)
     logger.debug("%s: %d stage results replayed from the tokenizer's sample pass", shard.name, replayed(stages))
@@ -105,9 +104,9 @@ def apply_shard(run: RunDir, shard: str) -> dict:
 def _apply_shard(run: RunDir, shard: str) -> dict:
     started = time.perf_counter()
     decisions = read_decisions(decisions_dir(run.dedup_work, shard))
+    measure = _token_measure(run)
     stats = write_stage_outputs(
-        [DuplicateRemoval(decisions)], read_documents(run.filtered(shard)), _token_measure(run), run.deduped(shard),
-        lambda stage: run.rejected(stage, shard),
+        [DuplicateRemoval(decisions)], read_documents(run.filtered(shard)), measure, run.deduped(shard), lambda stage: run.rejected(stage, shard)
     )
     write_survivor_index(run.staged_index(shard), run.dedup_index(shard), decisions)
-    return _finish_shard(run, DEDUP.name, shard, started, stats)
+    return _finish_shard(run, DEDUP.name, shard, started, stats, token_count_time_s=round(measure.time_s, 3))

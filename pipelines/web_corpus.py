@@ -129,6 +129,7 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
         "output": "tokens" if manifest else "deduped" if dedup else "filtered",
         "invariant_violations": [v for s in stages for v in s.invariant_violations()],
         "shard_time_s": round(sum(p["wall_time_s"] for p in payloads), 3),
+        "token_count_time_s": round(sum(p.get("token_count_time_s", 0.0) for p in payloads), 3),
         "wall_time_s": round(time.perf_counter() - start, 3),
     }
     if uses_store(cfg):  # only then: a local run's stats.json stays what it always was

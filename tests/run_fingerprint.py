@@ -25,7 +25,7 @@ HASHED_FOLDERS = ("rejected", "filtered", "deduped", "dedup/index", "tokenizer",
 # on them), or hash the resolved config (``config_fingerprint``: the default source and model paths
 # are absolute, so it changes with where the repository is checked out), or count the object
 # store's retried requests (``store``: how flaky the store was, only in runs that use one).
-VOLATILE_KEYS = {"wall_time_s", "shard_time_s", "run", "partitions", "config_fingerprint", "store"}
+VOLATILE_KEYS = {"wall_time_s", "shard_time_s", "token_count_time_s", "run", "partitions", "config_fingerprint", "store"}
 
 
 def _without(value, keys: set[str]):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from tokenizer.counting import token_counter
 from tokenizer.special import special_tokens
 from tokenizer.store_path import StorePath, as_path, local_copy
 from tokenizer.train import model_sha256
@@ -34,9 +35,13 @@ class Tokenizer:
     def eos_id(self) -> int:
         return self.processor.eos_id()
 
+    @cached_property
+    def _counter(self):
+        return token_counter(self.path.read_bytes())
+
     def count(self, text: str) -> int:
-        """Tokens in ``text`` (no EOS), exactly as encoding would give."""
-        return len(self.processor.encode(text)) if text else 0
+        """Tokens in ``text`` (no EOS), exactly as encoding would give (``tokenizer.counting``)."""
+        return self._counter(text) if text else 0
 
     def encode(self, text: str) -> list[int]:
         return self.processor.encode(text)
