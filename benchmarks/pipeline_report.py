@@ -185,6 +185,8 @@ def render(result: dict, note: str = "") -> str:
     ]
     if note:
         lines.append(f"note: {note}")
+    if result.get("ours_overrides"):
+        lines.append(f"ours ran with: {' '.join(result['ours_overrides'])}")
     lines.append("")
     sides = [("ours (trafilatura)", "ours"), ("ours (fast path: resiliparse + FastWARC)", "ours_fast"), ("datatrove (LocalPipelineExecutor)", "datatrove")]
     for label, key in sides:
@@ -228,9 +230,9 @@ def scaling(results_dir: Path, cores: int) -> str:
         return ""
     results.sort(key=lambda r: float(r["size"]))
     sides = [k for k in ("ours", "ours_fast", "datatrove") if any(k in r for r in results)]
-    header = f"{'size':>5}{'records':>9}" + "".join(f"{s + ' wall ms/doc':>24}{'CPU ms/doc':>12}{'vs first':>9}{'driver RSS':>12}" for s in sides)
+    header = f"{'size':>5}{'records':>9}" + "".join(f"{s + ' wall ms/doc':>24}{'CPU ms/doc':>12}{'vs first':>9}{'driver RSS':>12}{'worker RSS':>12}" for s in sides)
     lines = [f"scaling on {cores} cores (per document, whole run; 'vs first': CPU time per document relative to the smallest size "
-             "measured, the figure a busy shared machine changes least)", header]
+             "measured, the figure a busy shared machine changes least; 'worker RSS': the largest process but the driver)", header]
     base: dict[str, float] = {}
     for r in results:
         row = f"{r['size']:>5}{r['corpus']['records']:>9}"
@@ -239,9 +241,10 @@ def scaling(results_dir: Path, cores: int) -> str:
                 ms = 1000 * r[s]["wall_s"] / r["corpus"]["records"]
                 cpu = 1000 * r[s]["process"].get("cpu_s", 0) / r["corpus"]["records"]
                 base.setdefault(s, cpu or 1.0)
-                row += f"{ms:>24.2f}{cpu:>12.2f}{cpu / base[s]:>9.2f}{_mib(r[s]['process']['peak_rss']['driver']):>12}"
+                peak = r[s]["process"]["peak_rss"]
+                row += f"{ms:>24.2f}{cpu:>12.2f}{cpu / base[s]:>9.2f}{_mib(peak['driver']):>12}{_mib(peak['largest_other']):>12}"
             else:
-                row += f"{'-':>24}{'':>12}{'':>9}{'':>12}"
+                row += f"{'-':>24}{'':>12}{'':>9}{'':>12}{'':>12}"
         lines.append(row)
     text = "\n".join(lines) + "\n"
     (results_dir / f"pipeline-scaling-{cores}core.txt").write_text(text)

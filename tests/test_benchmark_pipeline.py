@@ -56,7 +56,8 @@ def test_the_benchmark_runs_both_pipelines_on_a_tiny_slice(tmp_path):
 
     corpus = mini_corpus(tmp_path / "corpus", [CORPUS / "warc" / "finance-00000.warc.gz", CORPUS / "warc" / "general-00000.warc.gz"])
     results = tmp_path / "results"
-    assert main(["--corpus-dir", str(corpus), "--results-dir", str(results), "--fast-path", "--f1-pages", "20", "--cores", "2"]) == 0
+    argv = ["--corpus-dir", str(corpus), "--results-dir", str(results), "--fast-path", "--f1-pages", "20", "--cores", "2", "--worker-max-tasks", "2"]
+    assert main(argv) == 0
     result = json.loads((results / "pipeline-corpus-2core.json").read_text())
     text = (results / "pipeline-corpus-2core.txt").read_text()
     records = result["corpus"]["records"]
@@ -68,3 +69,6 @@ def test_the_benchmark_runs_both_pipelines_on_a_tiny_slice(tmp_path):
         peak = result[side]["process"]["peak_rss"]
         assert 0 < peak["driver"] <= peak["tree"]
     assert "machine:" in text and "ratio ours/datatrove" in text
+    # what the exact token counts cost is reported, and the worker bound reached our runs
+    assert result["ours"]["token_count_time_s"] > 0 and "token counting" in text
+    assert result["ours_overrides"] == ["ray.worker_max_tasks=2"] and "ours ran with: ray.worker_max_tasks=2" in text

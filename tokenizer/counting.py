@@ -29,7 +29,7 @@ _WORD = re.compile(r" *[^ ]+| +")
 _BPE = sentencepiece_model_pb2.TrainerSpec.BPE
 # Distinct words kept per process (~100 bytes each): bounded, because a crawl's vocabulary of
 # URLs, ids and numbers grows without end.
-MAX_CACHED_WORDS = 1 << 20
+MAX_CACHED_WORDS = 1 << 19
 
 
 def counts_by_word(model: bytes) -> bool:
