@@ -18,7 +18,7 @@ from pipelines.web_corpus import run_web_corpus
 from tests.conftest import ROOT
 from tests.test_pipeline import small_config
 
-TIMING_KEYS = ("wall_time_s", "shard_time_s")
+TIMING_KEYS = ("wall_time_s", "shard_time_s", "token_count_time_s")
 # dedup's partition count follows the cluster's CPUs unless set (it is outside the fingerprint, and
 # dedup/summary.json records it): pinned, so runs on 1 and 2 CPUs are compared byte for byte
 PINNED = {"dedup.partitions": 2}
