@@ -20,10 +20,10 @@ import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from ablation.config import AblationConfig
 from curation.readers.base import InputFile
 from curation.readers.html_folder import read_html_folder
 from curation.core.stage import RAW_KEY, READ_ERROR_KEY
-from pipelines.ablation_config import AblationConfig
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.inputs import list_shards
 from service.api import create_app
