@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from curation.core.stats import StageStats
+from curation.readers.sources import Shard
 from curation.mixing.selection import (
     ShardSummary,
     account_shard,
@@ -32,7 +33,6 @@ from curation.mixing.selection import (
     shuffled_copies,
 )
 from pipelines.config import WebCorpusConfig
-from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir
 from pipelines.stages import MIX

@@ -20,9 +20,9 @@ from curation.core.stats import StageStats
 from curation.dedup.removal import DuplicateRemoval, read_decisions, write_survivor_index
 from curation.dedup.steps import decisions_dir
 from curation.readers import read_file
+from curation.readers.sources import Shard
 from curation.writers.shards import read_documents
 from curation.writers.stage_outputs import write_stage_outputs
-from pipelines.inputs import Shard
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, DEDUP, NOT_REPLAYED, StagePlan, build
 from tokenizer.files import atomic_write_json

@@ -15,11 +15,11 @@ import time
 
 from curation.core.sampling import balanced_sample
 from curation.core.stats import domain_assignment
+from curation.readers.sources import Shard, list_shards
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.config_loading import load_config
 from pipelines.dedup import run_dedup
 from pipelines.funnel import merge_shard_stats, render_table, retention
-from pipelines.inputs import Shard, list_shards
 from pipelines.mix import run_mix_and_shards
 from pipelines.progress import record_progress
 from pipelines.ray_runtime import ray_session, reset_store_retries, run_tasks, store_retries
@@ -69,7 +69,7 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     start = time.perf_counter()
     reset_store_retries()
     run = RunDir(cfg.run_dir)
-    shards = list_shards(cfg)
+    shards = list_shards(cfg.sources, cfg.read, cfg.data_roots)
     if cfg.dedup.enabled:
         cfg.dedup.previous_index_files()  # a bad earlier index fails the run now, not after curation
     run.prepare(cfg, overwrite=overwrite)
