@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from curation.core.stats import Counts, StageStats, ratio
-from pipelines.stages import EXTRACT, PII
-from tokenizer.manifest import Manifest
-from tokenizer.retention import Retention
+from curation.core.stats import StageStats
+from pipelines.stages import PII
 
 
 def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) -> list[StageStats]:
@@ -16,46 +14,6 @@ def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) ->
         for stage in payload["stages"]:
             merged[stage["name"]].merge(StageStats.from_dict(stage))
     return [merged[name] for name in stage_order]
-
-
-def retention(stages: list[StageStats], manifest: Manifest | None = None) -> Retention:
-    """What survives every stage, against what came in and against the extracted text.
-
-    ``tokens_vs_extracted`` is the headline figure: tokens kept over the tokens of the text that
-    extraction produced (the raw extracted input), both counted with the run's tokenizer.
-    """
-    first, last = stages[0].total(), stages[-1].total()
-    extract = next((s for s in stages if s.name == EXTRACT), None)
-    extracted = extract.total().out if extract else first.in_
-    per_domain = {}
-    # untagged documents enter under "untagged" and leave under the domain the classifier gave them
-    for domain in sorted(set(stages[0].domains) | set(stages[-1].domains)):
-        d_in = stages[0].domains[domain].in_ if domain in stages[0].domains else Counts()
-        d_kept = stages[-1].domains[domain].out if domain in stages[-1].domains else Counts()
-        if extract is None:
-            d_extracted = d_in
-        else:
-            d_extracted = extract.domains[domain].out if domain in extract.domains else Counts()
-        per_domain[domain] = {
-            "docs_in": d_in.docs,
-            "docs_kept": d_kept.docs,
-            "tokens_extracted": d_extracted.tokens,
-            "tokens_kept": d_kept.tokens,
-            "docs": ratio(d_kept.docs, d_in.docs),
-            "tokens_vs_extracted": ratio(d_kept.tokens, d_extracted.tokens),
-        }
-    return Retention(
-        docs=ratio(last.out.docs, first.in_.docs),
-        bytes_vs_raw=ratio(last.out.bytes, first.in_.bytes),
-        tokens_vs_raw=ratio(last.out.tokens, first.in_.tokens),
-        tokens_vs_extracted=ratio(last.out.tokens, extracted.tokens),
-        tokens_extracted=extracted.tokens,
-        tokens_kept=last.out.tokens,
-        per_domain=per_domain,
-        # the headline: tokens in the shards (EOS included) over tokens of the extracted text
-        tokens_in_shards=manifest.tokens if manifest is not None else None,
-        shard_tokens_vs_extracted=ratio(manifest.tokens, extracted.tokens) if manifest is not None else None,
-    )
 
 
 def _top_reasons(stage: StageStats, n: int = 3) -> str:

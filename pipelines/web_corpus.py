@@ -14,17 +14,17 @@ import sys
 import time
 
 from curation.core.sampling import balanced_sample
-from curation.core.stats import domain_assignment
+from curation.core.stats import domain_assignment, retention
 from curation.readers.sources import Shard, list_shards
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.config_loading import load_config
 from pipelines.dedup import run_dedup
-from pipelines.funnel import merge_shard_stats, render_table, retention
+from pipelines.funnel import merge_shard_stats, render_table
 from pipelines.mix import run_mix_and_shards
 from pipelines.progress import record_progress
 from pipelines.ray_runtime import ray_session, reset_store_retries, run_tasks, store_retries
 from pipelines.run_dir import RunDir
-from pipelines.stages import CURATE, DEDUP, DOMAIN_CLASSIFIER, SHARD_PHASES, TOKENIZER, stage_names, stage_plan
+from pipelines.stages import CURATE, DEDUP, DOMAIN_CLASSIFIER, EXTRACT, SHARD_PHASES, TOKENIZER, stage_names, stage_plan
 from pipelines.tasks import curate_shard, sample_shard_for_tokenizer
 from tokenizer.files import atomic_write_bytes, atomic_write_json
 from tokenizer.model import Tokenizer
@@ -119,7 +119,7 @@ def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer,
         "shards": len(shards),
         "completed_shards": {p.name: sum(run.shard_stats(p.name, s.name).exists() for s in shards) for p in SHARD_PHASES},
         "stages": [s.to_dict() for s in stages],
-        "retention": retention(stages, manifest).to_dict(),
+        "retention": retention(stages, EXTRACT, manifest.tokens if manifest else None).to_dict(),
         "domain_assignment": next((domain_assignment(s) for s in stages if s.name == DOMAIN_CLASSIFIER), None),
         "mix": manifest and {
             d: {k: v.get(k) for k in ("target_share", "achieved_share", "epochs", "tokens", "classified_tokens", "classified_documents")}
