@@ -10,6 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY curation curation
 COPY pipelines pipelines
+COPY ablation ablation
 COPY tokenizer tokenizer
 COPY trainer trainer
 COPY service service

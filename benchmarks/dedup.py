@@ -147,10 +147,10 @@ def run_ours(docs: list[str], workdir: Path, cpus: int) -> tuple[float, float, i
 
     from curation.core.document import new_document
     from curation.readers import InputFile
+    from curation.readers.sources import Shard
     from curation.writers.shards import document_writer
     from pipelines.config import WebCorpusConfig
     from pipelines.dedup import run_dedup
-    from pipelines.inputs import Shard
     from pipelines.run_dir import RunDir
     from tokenizer.train import SentencePieceSettings, train_sentencepiece
 

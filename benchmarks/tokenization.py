@@ -40,9 +40,9 @@ def run_ours(docs: list[str], model: bytes, work: Path, cpus: int) -> tuple[floa
     import ray
 
     from curation.core.document import new_document
+    from curation.mixing.selection import encode_shard
     from curation.writers.shards import document_writer
     from pipelines.config import WebCorpusConfig
-    from pipelines.mix import encode_shard
     from pipelines.ray_runtime import run_tasks
     from pipelines.run_dir import RunDir
 

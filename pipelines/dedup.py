@@ -28,8 +28,8 @@ from curation.dedup.steps import (
     survivor_partition,
     verify_candidates,
 )
+from curation.readers.sources import Shard
 from pipelines.config import WebCorpusConfig
-from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir
 from pipelines.stages import DEDUP

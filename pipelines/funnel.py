@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterable
 
-from curation.core.stats import Counts, StageStats, ratio
-from pipelines.stages import EXTRACT, PII
-from tokenizer.manifest import Manifest
-from tokenizer.retention import Retention
+from curation.core.stats import StageStats, domain_assignment, retention
+from curation.readers.sources import Shard
+from pipelines.config import WebCorpusConfig
+from pipelines.ray_runtime import store_retries
+from pipelines.run_dir import RunDir
+from pipelines.stages import DEDUP, DOMAIN_CLASSIFIER, EXTRACT, PII, SHARD_PHASES, stage_names
+from tokenizer.files import atomic_write_json
+from tokenizer.storage import is_remote
 
 
 def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) -> list[StageStats]:
@@ -18,44 +24,52 @@ def merge_shard_stats(shard_payloads: Iterable[dict], stage_order: list[str]) ->
     return [merged[name] for name in stage_order]
 
 
-def retention(stages: list[StageStats], manifest: Manifest | None = None) -> Retention:
-    """What survives every stage, against what came in and against the extracted text.
+def write_funnel(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], start: float, tokenizer, dedup, mix_stats, manifest, error: str | None = None) -> dict:
+    """Merge the per-shard funnels that exist into ``stats.json`` (all of them unless the run failed)."""
+    payloads = [
+        json.loads(path.read_text())
+        for phase in (p.name for p in SHARD_PHASES)
+        for s in shards
+        if (path := run.shard_stats(phase, s.name)).exists()
+    ]
+    if mix_stats is not None:
+        payloads.append({"wall_time_s": mix_stats.wall_time_s, "stages": [mix_stats.to_dict()]})
+    stages = merge_shard_stats(payloads, stage_names(cfg))
+    if dedup:  # the stage's own time is only its last step; the phase's wall time says what it cost
+        next(s for s in stages if s.name == DEDUP.name).wall_time_s = dedup["wall_time_s"]
+    stats = {
+        "run": cfg.run_name,
+        "status": "failed" if error else "complete",
+        "error": error,
+        "config_fingerprint": cfg.fingerprint(),
+        "tokenizer": tokenizer and {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
+        "token_basis": "tokens of the document text entering each stage (raw record bytes for `read`), "
+        "counted exactly with the run's tokenizer, EOS not included",
+        "shards": len(shards),
+        "completed_shards": {p.name: sum(run.shard_stats(p.name, s.name).exists() for s in shards) for p in SHARD_PHASES},
+        "stages": [s.to_dict() for s in stages],
+        "retention": retention(stages, EXTRACT, manifest.tokens if manifest else None).to_dict(),
+        "domain_assignment": next((domain_assignment(s) for s in stages if s.name == DOMAIN_CLASSIFIER), None),
+        "mix": manifest and {
+            d: {k: v.get(k) for k in ("target_share", "achieved_share", "epochs", "tokens", "classified_tokens", "classified_documents")}
+            for d, v in manifest.domains.items()
+        },
+        "dedup": dedup,
+        "output": "tokens" if manifest else "deduped" if dedup else "filtered",
+        "invariant_violations": [v for s in stages for v in s.invariant_violations()],
+        "shard_time_s": round(sum(p["wall_time_s"] for p in payloads), 3),
+        "token_count_time_s": round(sum(p.get("token_count_time_s", 0.0) for p in payloads), 3),
+        "wall_time_s": round(time.perf_counter() - start, 3),
+    }
+    if uses_store(cfg):  # only then: a local run's stats.json stays what it always was
+        stats["store"] = store_retries()
+    atomic_write_json(run.stats, stats)
+    return stats
 
-    ``tokens_vs_extracted`` is the headline figure: tokens kept over the tokens of the text that
-    extraction produced (the raw extracted input), both counted with the run's tokenizer.
-    """
-    first, last = stages[0].total(), stages[-1].total()
-    extract = next((s for s in stages if s.name == EXTRACT), None)
-    extracted = extract.total().out if extract else first.in_
-    per_domain = {}
-    # untagged documents enter under "untagged" and leave under the domain the classifier gave them
-    for domain in sorted(set(stages[0].domains) | set(stages[-1].domains)):
-        d_in = stages[0].domains[domain].in_ if domain in stages[0].domains else Counts()
-        d_kept = stages[-1].domains[domain].out if domain in stages[-1].domains else Counts()
-        if extract is None:
-            d_extracted = d_in
-        else:
-            d_extracted = extract.domains[domain].out if domain in extract.domains else Counts()
-        per_domain[domain] = {
-            "docs_in": d_in.docs,
-            "docs_kept": d_kept.docs,
-            "tokens_extracted": d_extracted.tokens,
-            "tokens_kept": d_kept.tokens,
-            "docs": ratio(d_kept.docs, d_in.docs),
-            "tokens_vs_extracted": ratio(d_kept.tokens, d_extracted.tokens),
-        }
-    return Retention(
-        docs=ratio(last.out.docs, first.in_.docs),
-        bytes_vs_raw=ratio(last.out.bytes, first.in_.bytes),
-        tokens_vs_raw=ratio(last.out.tokens, first.in_.tokens),
-        tokens_vs_extracted=ratio(last.out.tokens, extracted.tokens),
-        tokens_extracted=extracted.tokens,
-        tokens_kept=last.out.tokens,
-        per_domain=per_domain,
-        # the headline: tokens in the shards (EOS included) over tokens of the extracted text
-        tokens_in_shards=manifest.tokens if manifest is not None else None,
-        shard_tokens_vs_extracted=ratio(manifest.tokens, extracted.tokens) if manifest is not None else None,
-    )
+
+def uses_store(cfg: WebCorpusConfig) -> bool:
+    """Whether the run reads or writes an object store (its store figures then go into stats.json)."""
+    return is_remote(cfg.runs_dir) or any(is_remote(p) for s in cfg.sources for p in s.paths)
 
 
 def _top_reasons(stage: StageStats, n: int = 3) -> str:

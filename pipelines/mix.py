@@ -1,7 +1,8 @@
-"""Mixing the curated documents in tokens and writing the token shards, scheduled on Ray.
+"""Mixing the curated documents in tokens and writing the token shards, scheduled on Ray (each
+step's work is in ``curation.mixing.selection``, the shard format's in ``tokenizer.shards``).
 
     encode   per curated shard: every document encoded once, staged as an Arrow IPC token file
-    plan     driver: per-domain repeats from the token counts (curation.mixing.selection)
+    plan     driver: per-domain repeats from the token counts
     shuffle  driver: the selected (document, repeat) entries ordered by a seeded hash, cut into shards
     write    per output shard: documents gathered from the memory-mapped staging files, EOS appended
     account  per curated shard: the ``mix`` stage's funnel; documents left out go to rejected/mix/
@@ -15,46 +16,33 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from curation.core.stats import StageStats
 from curation.mixing.selection import (
-    ShardSummary,
     account_shard,
-    classified_flags,
-    mix_keys,
+    encode_shard,
     plan_mixture,
     repeats_per_shard,
     shuffled_copies,
+    token_shard_cuts,
 )
+from curation.readers.sources import Shard
 from pipelines.config import WebCorpusConfig
-from pipelines.inputs import Shard
 from pipelines.ray_runtime import run_tasks
 from pipelines.run_dir import RunDir
 from pipelines.stages import MIX
-from tokenizer.encode import encode_flat
 from tokenizer.files import atomic_write_json
 from tokenizer.manifest import Manifest, ShardEntry, TokenizerEntry
 from tokenizer.model import Tokenizer
-from tokenizer.shards import cut_into_shards, token_dtype, write_flat_token_shard, write_gathered_shard
-from tokenizer.store_path import readable, remove_tree
+from tokenizer.shards import token_dtype, write_gathered_shard
+from tokenizer.store_path import remove_tree
 
 
 def curated(run: RunDir, dedup_enabled: bool, shard: str) -> Path:
     return run.deduped(shard) if dedup_enabled else run.filtered(shard)
-
-
-def encode_shard(tokenizer_model: Path, documents: Path, staged: Path, mix_seed: int) -> ShardSummary:
-    """Encode one curated shard into a staging token file; return what the mix plan needs of it."""
-    table = pq.read_table(readable(documents), columns=["id", "text", "domain", "metadata"])
-    ids, domains = table["id"].to_pylist(), table["domain"].to_pylist()
-    flat, lengths = encode_flat(Tokenizer(tokenizer_model), table["text"].to_pylist())
-    write_flat_token_shard(staged, flat, lengths, domains, ids)
-    return ShardSummary(domains, lengths, mix_keys(ids, mix_seed), classified_flags(table["metadata"]))
 
 
 def account_mix_shard(run: RunDir, shard: str, documents: Path, repeats: np.ndarray, tokens: np.ndarray) -> dict:
@@ -64,20 +52,11 @@ def account_mix_shard(run: RunDir, shard: str, documents: Path, repeats: np.ndar
 def _write_shards(cfg: WebCorpusConfig, run: RunDir, tokenizer: Tokenizer, names: list[str], summaries, mixture, progress) -> list[ShardEntry]:
     """The selected copies, shuffled, cut into shards (one set per domain if asked) and written."""
     order = shuffled_copies(mixture, summaries, cfg.shards.seed)
-    groups: dict[str, list[tuple[int, int, int]]] = {"": order}
-    if cfg.shards.per_domain:
-        groups = defaultdict(list)
-        for e in order:
-            groups[summaries[e[0]].domain[e[1]]].append(e)
+    cuts = token_shard_cuts(order, summaries, names, cfg.shards.per_domain, cfg.shards.shard_tokens)
     staged = {n: run.staged_tokens(n) for n in names}
-    calls, files = [], []
+    files = [run.token_shard_name(group, i) for group, i, _ in cuts]
     dtype = token_dtype(tokenizer.vocab_size)
-    for group, entries in sorted(groups.items()):
-        sizes = [int(summaries[s].tokens[r]) + 1 for s, r, _ in entries]
-        for i, cut in enumerate(cut_into_shards([(names[s], r) for s, r, _ in entries], sizes, cfg.shards.shard_tokens)):
-            files.append(run.token_shard_name(group, i))
-            sources = {name: staged[name] for name, _ in cut}
-            calls.append((run.token_shard(files[-1]), sources, cut, tokenizer.eos_id, dtype.name))
+    calls = [(run.token_shard(f), {name: staged[name] for name, _ in cut}, cut, tokenizer.eos_id, dtype.name) for f, (_, _, cut) in zip(files, cuts)]
     written = run_tasks(write_gathered_shard, calls, MIX.step("write shards"), progress)
     return [ShardEntry(**{**entry, "file": file}) for entry, file in zip(written, files)]
 

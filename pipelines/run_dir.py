@@ -4,6 +4,8 @@
       config.yaml                    the resolved config (and its fingerprint)
       tokenizer/spm.model            the run's sentencepiece model
       tokenizer/tokenizer.json       its sha256, vocabulary size, EOS id and training sample
+      sample_cache/<shard>.pickle    what the stages did in the tokenizer's sample pass, for the
+                                     curate pass to replay (removed once the shard is curated)
       filtered/<shard>.parquet       documents that passed every per-document stage
       deduped/<shard>.parquet        ... and run-wide deduplication (dedup/summary.json: its parameters)
       dedup/work/                    dedup's scratch partitions (removed when dedup completes)
@@ -68,6 +70,9 @@ class RunDir:
     def phase_stats(self, phase: str) -> Path | StorePath:
         """The funnel of a phase that accounts for the whole run at once (the mix)."""
         return self.root / "stats" / f"{phase}.json"
+
+    def sample_cache(self, shard: str) -> Path | StorePath:
+        return self.root / "sample_cache" / f"{shard}.pickle"
 
     def staged_index(self, shard: str) -> Path | StorePath:
         """A shard's LSH index as the dedup map writes it, before the survivors are known."""

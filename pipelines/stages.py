@@ -50,6 +50,9 @@ SHARD_PHASES = (CURATE, DEDUP)
 
 # The stages whose figures the funnel reads by name (extracted tokens, domain assignment, PII counts)
 EXTRACT, DOMAIN_CLASSIFIER, PII = "extract", "domain_classifier", "pii"
+# The per-document stages the curate pass runs again instead of replaying what the tokenizer's
+# sample pass did (``curation.core.replay``): decoding is cheap, and its effect is the whole page
+NOT_REPLAYED = ("read",)
 
 # A per-document stage as a Ray task receives it: its name and the parameters that build it.
 StagePlan = list[tuple[str, dict]]

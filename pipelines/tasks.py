@@ -13,19 +13,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from curation.core.replay import replayed, replaying
+from curation.core.replay import load_effects, replayed, replaying, save_effects
 from curation.core.sampling import sample_curated_text
 from curation.core.stage import TextMeasure
 from curation.core.stats import StageStats
 from curation.dedup.removal import DuplicateRemoval, read_decisions, write_survivor_index
 from curation.dedup.steps import decisions_dir
 from curation.readers import read_file
+from curation.readers.sources import Shard
 from curation.writers.shards import read_documents
 from curation.writers.stage_outputs import write_stage_outputs
-from pipelines import sample_cache
-from pipelines.inputs import Shard
 from pipelines.run_dir import RunDir
-from pipelines.stages import CURATE, DEDUP, StagePlan, build
+from pipelines.stages import CURATE, DEDUP, NOT_REPLAYED, StagePlan, build
 from tokenizer.files import atomic_write_json
 from tokenizer.model import Tokenizer
 
@@ -70,9 +69,9 @@ def sample_shard_for_tokenizer(run: RunDir, shard: Shard, plan: StagePlan, sampl
     What its stages did is kept for the curate pass, so no record is worked on twice."""
     _quiet_datatrove_logs()
     with failing_as(shard.name):
-        stages = replaying(build(plan), record=True, skip=sample_cache.NOT_REPLAYED)  # the curate pass replays what these stages do
+        stages = replaying(build(plan), record=True, skip=NOT_REPLAYED)  # the curate pass replays what these stages do
         sample = sample_curated_text(read_file(shard.file), stages, sample_rate, max_chars)
-        sample_cache.save(run, shard.name, stages)
+        save_effects(run.sample_cache(shard.name), stages)
     return sample
 
 
@@ -85,12 +84,12 @@ def curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
 def _curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
     _quiet_datatrove_logs()
     started = time.perf_counter()
-    stages = replaying(build(plan), sample_cache.load(run, shard.name), skip=sample_cache.NOT_REPLAYED)
+    stages = replaying(build(plan), load_effects(run.sample_cache(shard.name)), skip=NOT_REPLAYED)
     measure = _token_measure(run)
     stats = write_stage_outputs(stages, read_file(shard.file), measure, run.filtered(shard.name), lambda stage: run.rejected(stage, shard.name))
     where = {"input": shard.file.path, "source": shard.file.source, "domain": shard.file.domain, "token_count_time_s": round(measure.time_s, 3)}
     payload = _finish_shard(run, CURATE.name, shard.name, started, stats, **where)
-    sample_cache.drop(run, shard.name)
+    run.sample_cache(shard.name).unlink(missing_ok=True)
     logger.debug("%s: %d stage results replayed from the tokenizer's sample pass", shard.name, replayed(stages))
     return payload
 

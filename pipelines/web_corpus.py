@@ -7,28 +7,25 @@ resumes: finished shards are skipped and the output is the same as an uninterrup
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
 
 from curation.core.sampling import balanced_sample
-from curation.core.stats import domain_assignment
+from curation.readers.sources import Shard, list_shards
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.config_loading import load_config
 from pipelines.dedup import run_dedup
-from pipelines.funnel import merge_shard_stats, render_table, retention
-from pipelines.inputs import Shard, list_shards
+from pipelines.funnel import render_table, write_funnel
 from pipelines.mix import run_mix_and_shards
 from pipelines.progress import record_progress
-from pipelines.ray_runtime import ray_session, reset_store_retries, run_tasks, store_retries
+from pipelines.ray_runtime import ray_session, reset_store_retries, run_tasks
 from pipelines.run_dir import RunDir
-from pipelines.stages import CURATE, DEDUP, DOMAIN_CLASSIFIER, SHARD_PHASES, TOKENIZER, stage_names, stage_plan
+from pipelines.stages import CURATE, TOKENIZER, stage_plan
 from pipelines.tasks import curate_shard, sample_shard_for_tokenizer
 from tokenizer.files import atomic_write_bytes, atomic_write_json
 from tokenizer.model import Tokenizer
-from tokenizer.storage import is_remote
 from tokenizer.train import SentencePieceSettings, model_sha256, train_sentencepiece
 
 logger = logging.getLogger("pipelines.web_corpus")
@@ -69,7 +66,7 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     start = time.perf_counter()
     reset_store_retries()
     run = RunDir(cfg.run_dir)
-    shards = list_shards(cfg)
+    shards = list_shards(cfg.sources, cfg.read, cfg.data_roots)
     if cfg.dedup.enabled:
         cfg.dedup.previous_index_files()  # a bad earlier index fails the run now, not after curation
     run.prepare(cfg, overwrite=overwrite)
@@ -93,54 +90,6 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
     if stats["invariant_violations"]:
         raise RuntimeError(f"funnel does not balance: {stats['invariant_violations']}")
     return stats
-
-
-def write_funnel(cfg, run: RunDir, shards: list[Shard], start: float, tokenizer, dedup, mix_stats, manifest, error: str | None = None) -> dict:
-    """Merge the per-shard funnels that exist into ``stats.json`` (all of them unless the run failed)."""
-    payloads = [
-        json.loads(path.read_text())
-        for phase in (p.name for p in SHARD_PHASES)
-        for s in shards
-        if (path := run.shard_stats(phase, s.name)).exists()
-    ]
-    if mix_stats is not None:
-        payloads.append({"wall_time_s": mix_stats.wall_time_s, "stages": [mix_stats.to_dict()]})
-    stages = merge_shard_stats(payloads, stage_names(cfg))
-    if dedup:  # the stage's own time is only its last step; the phase's wall time says what it cost
-        next(s for s in stages if s.name == DEDUP.name).wall_time_s = dedup["wall_time_s"]
-    stats = {
-        "run": cfg.run_name,
-        "status": "failed" if error else "complete",
-        "error": error,
-        "config_fingerprint": cfg.fingerprint(),
-        "tokenizer": tokenizer and {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
-        "token_basis": "tokens of the document text entering each stage (raw record bytes for `read`), "
-        "counted exactly with the run's tokenizer, EOS not included",
-        "shards": len(shards),
-        "completed_shards": {p.name: sum(run.shard_stats(p.name, s.name).exists() for s in shards) for p in SHARD_PHASES},
-        "stages": [s.to_dict() for s in stages],
-        "retention": retention(stages, manifest).to_dict(),
-        "domain_assignment": next((domain_assignment(s) for s in stages if s.name == DOMAIN_CLASSIFIER), None),
-        "mix": manifest and {
-            d: {k: v.get(k) for k in ("target_share", "achieved_share", "epochs", "tokens", "classified_tokens", "classified_documents")}
-            for d, v in manifest.domains.items()
-        },
-        "dedup": dedup,
-        "output": "tokens" if manifest else "deduped" if dedup else "filtered",
-        "invariant_violations": [v for s in stages for v in s.invariant_violations()],
-        "shard_time_s": round(sum(p["wall_time_s"] for p in payloads), 3),
-        "token_count_time_s": round(sum(p.get("token_count_time_s", 0.0) for p in payloads), 3),
-        "wall_time_s": round(time.perf_counter() - start, 3),
-    }
-    if uses_store(cfg):  # only then: a local run's stats.json stays what it always was
-        stats["store"] = store_retries()
-    atomic_write_json(run.stats, stats)
-    return stats
-
-
-def uses_store(cfg: WebCorpusConfig) -> bool:
-    """Whether the run reads or writes an object store (its store figures then go into stats.json)."""
-    return is_remote(cfg.runs_dir) or any(is_remote(p) for s in cfg.sources for p in s.paths)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,9 +1,9 @@
 """Ablation jobs in the API: ``POST /v1/jobs/ablation`` (the same typed config as
-``python -m pipelines.ablate``), their progress (variants curated, runs trained), their results,
+``python -m ablation``), their progress (variants curated, runs trained), their results,
 and each variant's funnel and training metrics, to compare the variants side by side.
 
-The job runs ``python -m pipelines.ablate`` on the cluster; everything shown here is read from the
-files it writes under its folder (``pipelines.ablate`` lists them).
+The job runs ``python -m ablation`` on the cluster; everything shown here is read from the
+files it writes under its folder (``ablation.ablate`` lists them).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Query
 from pydantic import BaseModel, Field
 
-from pipelines.ablation_config import AblationConfig, Variant
+from ablation.config import AblationConfig, Variant
 from pipelines.stages import stage_names
 from service import run_views
 from service.job_configs import JobError
@@ -25,7 +25,7 @@ from service.store import Job
 
 class AblationJobRequest(BaseModel):
     model_config = {"extra": "forbid"}
-    config: AblationConfig = Field(default_factory=AblationConfig, description="the same typed config as `python -m pipelines.ablate`")
+    config: AblationConfig = Field(default_factory=AblationConfig, description="the same typed config as `python -m ablation`")
 
 
 def ablation_progress(job: Job) -> dict:

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from pipelines.ablation_config import AblationConfig
+from ablation.config import AblationConfig
 from pipelines.config import CHECK_FILES, ConfigError, WebCorpusConfig
 from pipelines.config_loading import load_config
 from service.confinement import PathNotAllowed, _models_in, confine_config, path_fields, path_kind, path_values

@@ -2,7 +2,7 @@
 
 A curation job is ``python -m pipelines.web_corpus --config <file>`` on the cluster; a training
 job is ``torch.distributed.run ... -m trainer`` on a curation job's token shards; an ablation job
-is ``python -m pipelines.ablate --config <file>`` (its curation runs spread over the cluster as a
+is ``python -m ablation --config <file>`` (its curation runs spread over the cluster as a
 curation job's do, its training runs are processes of the job's driver). Their requests
 and configs are written to the shared runs folder, so any node of the cluster can read them.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from ablation.config import AblationConfig
 from pipelines.config import WebCorpusConfig
 from pipelines.stages import stage_names
-from pipelines.ablation_config import AblationConfig
 from service.job_configs import JobError, confined_ablation_config, confined_curation_config, confined_training_config
 from service.admission import Admission
 from service.ray_jobs import RayJobs
@@ -99,7 +99,7 @@ class JobService:
         cfg = confined_ablation_config(cfg, self.settings, job_id, self._job_dir(job_id))
         config_file = self._job_dir(job_id) / "ablation.yaml"
         config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
-        entry = f"{shlex.quote(self.settings.python)} -m pipelines.ablate --no-progress --config {shlex.quote(str(config_file))}"
+        entry = f"{shlex.quote(self.settings.python)} -m ablation --no-progress --config {shlex.quote(str(config_file))}"
         request = {"config": cfg.model_dump(mode="json"), "launch": {"entrypoint": entry, "num_cpus": 0, "num_gpus": 0}}
         return self._enqueue(self.store.create("ablation", request, str(cfg.root), job_id=job_id))
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.funnel import merge_shard_stats, retention
+from curation.core.stats import retention
+from pipelines.funnel import merge_shard_stats
 from pipelines.run_dir import RunDir
-from pipelines.stages import CURATE, TOKENIZER, phase_of
+from pipelines.stages import CURATE, EXTRACT, TOKENIZER, phase_of
 from tokenizer.store_path import as_path, readable
 
 
@@ -66,7 +67,7 @@ def curation_funnel(run_dir: Path, stage_names: list[str]) -> dict | None:
         "status": "running",
         "completed_shards": {CURATE.name: len(payloads)},
         "stages": [s.to_dict() for s in stages],
-        "retention": retention(stages).to_dict(),
+        "retention": retention(stages, EXTRACT).to_dict(),
     }
 
 

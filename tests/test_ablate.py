@@ -1,13 +1,15 @@
 """The ablation loop: its variants, its report, and a 2-variant x 2-seed run end to end."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from pipelines import ablation_training
-from pipelines.ablate import run_ablation
-from pipelines.ablation_config import LADDER, OPTIONAL_STAGES, AblationConfig, load_ablation_config
-from pipelines.ablation_report import plot, render_markdown, variant_summary
+from ablation import training as ablation_training
+from ablation.ablate import run_ablation
+from ablation.config import LADDER, OPTIONAL_STAGES, AblationConfig, load_ablation_config
+from ablation.report import plot, render_markdown, variant_summary
 from pipelines.config import ConfigError
 from tests.conftest import CORPUS, ROOT
 from tests.test_eval_bpb import small_eval_text
@@ -22,6 +24,13 @@ def _write(tmp_path, tree) -> str:
     path = tmp_path / "ablation.yaml"
     path.write_text(json.dumps(tree))
     return str(path)
+
+
+def test_the_training_half_imports_no_curation_code():
+    """``python -m ablation.training`` runs where only the trainer's dependencies are installed."""
+    code = "import sys, ablation.training; print(sorted({m.split('.')[0] for m in sys.modules} & {'curation', 'pipelines', 'ray', 'datatrove'}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
 
 
 def test_the_ladder_climbs_one_kind_of_stage_at_a_time_and_leave_one_out_drops_one(tmp_path):

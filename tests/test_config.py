@@ -94,7 +94,7 @@ def test_the_documented_config_file_is_the_defaults():
 
 
 def test_a_path_the_program_sets_is_taken_as_given_not_as_yaml(tmp_path):
-    from pipelines.ablation_config import AblationConfig
+    from ablation.config import AblationConfig
 
     ablation = AblationConfig(out_dir=str(tmp_path / "[x]"), variants=["full"])
     cfg = ablation.curation(ablation.resolved_variants()[0], tmp_path / "a: b" / "spm.model")

@@ -11,10 +11,10 @@ import pytest
 
 from curation.dedup.minhash import MinHasher, shingles
 from curation.dedup.survivors import EXACT_REASON, FUZZY_REASON, choose_survivors
+from curation.readers.sources import list_shards
 from curation.writers.shards import read_documents
 from pipelines.config_loading import load_config
 from pipelines.dedup import run_dedup
-from pipelines.inputs import list_shards
 from pipelines.web_corpus import run_web_corpus
 from tests.conftest import CORPUS
 
@@ -119,7 +119,7 @@ def test_output_is_identical_across_partitionings_and_runs(dedup_run):
         for path in ("deduped", "rejected/dedup", "stats/dedup", "dedup"):
             shutil.rmtree(cfg.run_dir / path, ignore_errors=True)
         again = cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={"partitions": partitions})})
-        summary = run_dedup(again, list_shards(again), progress=False)
+        summary = run_dedup(again, list_shards(again.sources, again.read, again.data_roots), progress=False)
         assert summary["partitions"] == partitions
         assert _dedup_outputs(cfg.run_dir) == reference
 

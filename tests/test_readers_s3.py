@@ -15,8 +15,8 @@ import pytest
 from curation.core.stage import RAW_KEY, READ_ERROR_KEY
 from curation.readers import InputFile, read_file
 from curation.readers.base import OutsideDataRoots
+from curation.readers.sources import list_shards
 from pipelines.config_loading import load_config
-from pipelines.inputs import list_shards
 from tests.conftest import CORPUS, REAL_CRAWL
 from scripts.s3_server import moto_in_environment
 
@@ -64,7 +64,8 @@ def test_source_globs_on_the_store_list_like_local_globs_and_stay_in_the_roots(s
                {"name": "h", "format": "html", "domain": "general", "paths": [f"{url}/pag*"]}]
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"runs_dir": str(tmp_path / "runs"), "sources": sources, "data_roots": [url]}))
-    shards = list_shards(load_config(config, []))
+    cfg = load_config(config, [])
+    shards = list_shards(cfg.sources, cfg.read, cfg.data_roots)
     assert [(s.name, s.file.path) for s in shards] == [
         ("w-00000", f"{url}/iana.warc.gz"), ("j-00000", f"{url}/finance.jsonl.gz"), ("h-00000", f"{url}/pages")]
     outside = InputFile(f"{url}/../elsewhere/x.jsonl", "j", "finance", "jsonl", roots=(url,))

@@ -133,12 +133,13 @@ def test_a_kill_between_the_tokenizer_model_and_its_record_trains_it_again(tmp_p
     """The model is written before its record (tokenizer.json): a driver killed between the two
     left a run whose resume kept the model and never wrote the record (CI caught it once)."""
     from pipelines.run_dir import RunDir
-    from pipelines.web_corpus import ensure_tokenizer, list_shards
+    from curation.readers.sources import list_shards
+    from pipelines.web_corpus import ensure_tokenizer
 
     cfg = small_config(tmp_path, **PINNED)
     run = RunDir(cfg.run_dir)
     run.prepare(cfg)
-    shards = list_shards(cfg)
+    shards = list_shards(cfg.sources, cfg.read, cfg.data_roots)
     ensure_tokenizer(cfg, run, shards, progress=False)
     model, record = run.tokenizer_model.read_bytes(), run.tokenizer_info.read_text()
     run.tokenizer_info.unlink()  # where the kill left it

@@ -20,12 +20,12 @@ import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from ablation.config import AblationConfig
 from curation.readers.base import InputFile
 from curation.readers.html_folder import read_html_folder
+from curation.readers.sources import list_shards
 from curation.core.stage import RAW_KEY, READ_ERROR_KEY
-from pipelines.ablation_config import AblationConfig
 from pipelines.config import ConfigError, WebCorpusConfig
-from pipelines.inputs import list_shards
 from service.api import create_app
 from service.confinement import path_fields
 from service.local_ray import free_port
@@ -107,10 +107,10 @@ def test_a_symlink_that_appears_after_submission_is_refused_when_the_run_lists_a
     (root / "in").mkdir(parents=True)
     (root / "in" / "a.jsonl").write_text(json.dumps({"text": "inside"}) + "\n")
     cfg = WebCorpusConfig.model_validate({**curation([str(root / "in" / "*.jsonl")])["config"], "data_roots": [str(root)]})
-    assert len(list_shards(cfg)) == 1
+    assert len(list_shards(cfg.sources, cfg.read, cfg.data_roots)) == 1
     (root / "in" / "late.jsonl").symlink_to(roots["outside"] / "secret.jsonl")
     with pytest.raises(ConfigError, match=r"sources\.0\.paths.*outside the data roots"):
-        list_shards(cfg)
+        list_shards(cfg.sources, cfg.read, cfg.data_roots)
     # and a folder walked by the reader: the symlinked page is rejected with its reason, never read
     folder = InputFile(str(roots["data"] / "htmldir"), "s", "finance", "html", roots=(str(roots["data"]),))
     docs = {d.metadata["url"].rsplit("/", 1)[-1]: d for d in read_html_folder(folder)}

@@ -135,7 +135,7 @@ def test_decode_of_encode_is_the_identity_on_real_multilingual_text(tmp_path):
 def test_per_domain_shards_keep_each_domain_apart(mixed_run, tmp_path):
     import shutil
 
-    from pipelines.inputs import list_shards
+    from curation.readers.sources import list_shards
     from pipelines.mix import run_mix_and_shards
 
     cfg, _, mixed = mixed_run
@@ -144,7 +144,7 @@ def test_per_domain_shards_keep_each_domain_apart(mixed_run, tmp_path):
     shutil.rmtree(copy / "tokens")
     (copy / "stats" / "mix.json").unlink()
     per_domain = cfg.model_copy(update={"shards": cfg.shards.model_copy(update={"per_domain": True}), "runs_dir": str(tmp_path / "runs")})
-    _, manifest = run_mix_and_shards(per_domain, list_shards(per_domain), progress=False)
+    _, manifest = run_mix_and_shards(per_domain, list_shards(per_domain.sources, per_domain.read, per_domain.data_roots), progress=False)
     assert manifest.per_domain_shards is True
     for entry in manifest.shards:
         domain = entry.file.split("/")[0]

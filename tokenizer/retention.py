@@ -1,5 +1,6 @@
-"""``stats.json["retention"]``: what a curation run kept of what it read, typed once for the driver
-that measures it (``pipelines.funnel``) and the planner that reads it (``trainer.plan``).
+"""``stats.json["retention"]``: what a curation run kept of what it read, typed once for the
+accounting that measures it (``curation.core.stats.retention``) and the planner that reads it
+(``trainer.plan``).
 
 It lives beside the shard format because its headline is the token shards' share of the
 extracted tokens, and because this package is the one both sides may import (the trainer does

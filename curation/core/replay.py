@@ -9,15 +9,22 @@ the sample pass (its verdict, the text it produced, the metadata it set or remov
 is what it would do again; the curate pass replays it and runs only the records the sample left
 out. A stage that decides over the whole shard (``ShardStage``) is never replayed: its verdict
 depends on the other documents.
+
+Between the two passes the effects wait in a file per shard (``save_effects``, ``load_effects``).
 """
 
 from __future__ import annotations
 
+import logging
+import pickle
 from collections import Counter
 
 from datatrove.data import Document
 
 from curation.core.stage import ShardStage, Stage, Verdict
+from tokenizer.files import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
 
 # what one stage did to one document: verdict, new text (None: unchanged), metadata set, metadata removed, counters
 Effect = tuple[Verdict, "str | None", dict, list, "dict | None"]
@@ -77,3 +84,23 @@ def replaying(stages: list[Stage], known: dict[str, dict[str, Effect]] | None = 
 def replayed(stages: list[Stage]) -> int:
     """How many stage results were replayed, not computed."""
     return sum(s.replayed for s in stages if isinstance(s, Replaying))
+
+
+def save_effects(path, stages: list[Stage]) -> None:
+    """What the recording stages did, for the pass that replays them. Pickled: the effects hold
+    metadata values of any type (numpy floats, lists) that must come back as they were for the
+    run's outputs to stay byte-identical, and the file is written and read by the run's own code,
+    inside its own run directory."""
+    effects = {s.name: s.recorded for s in stages if isinstance(s, Replaying) and s.recorded}
+    atomic_write_bytes(path, pickle.dumps(effects, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def load_effects(path) -> dict[str, dict[str, Effect]]:
+    """The effects ``save_effects`` left at ``path``, by stage name; none if there is no file."""
+    if not path.exists():
+        return {}
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception as exc:  # a damaged file only costs the work it held
+        logger.warning("%s: unreadable (%s); computing again", path, exc)
+        return {}

@@ -10,11 +10,15 @@ A document is counted under the domain it entered the stage with. A stage that a
 ``reassigned`` (new domain -> counts, measured as they leave), so the next stage's ``in`` per
 domain is this stage's ``out`` minus what left for another domain plus what came in from one.
 ``counters`` are named integers a stage reports beside the funnel (e.g. ``pii:email``).
+
+``retention`` and ``domain_assignment`` read a run's figures off its merged stages.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from tokenizer.retention import Retention
 
 
 @dataclass
@@ -173,3 +177,45 @@ def domain_assignment(stage: StageStats) -> dict:
         "per_domain": {d: {k: c.to_dict() for k, c in v.items()} for d, v in sorted(out.items())},
         "tagged_agreement": ratio(counters.get("tagged_agrees", 0), counters.get("tagged_agrees", 0) + counters.get("tagged_disagrees", 0)),
     }
+
+
+def retention(stages: list[StageStats], extract_stage: str, shard_tokens: int | None = None) -> Retention:
+    """What survives every stage, against what came in and against the extracted text: the output
+    of ``extract_stage`` (without that stage, the first stage's input).
+
+    ``tokens_vs_extracted`` is the headline figure: tokens kept over the tokens of the text that
+    extraction produced (the raw extracted input), both counted with the run's tokenizer.
+    ``shard_tokens``: the tokens written to the token shards (EOS included), if the run wrote any.
+    """
+    first, last = stages[0].total(), stages[-1].total()
+    extract = next((s for s in stages if s.name == extract_stage), None)
+    extracted = extract.total().out if extract else first.in_
+    per_domain = {}
+    # untagged documents enter under "untagged" and leave under the domain the classifier gave them
+    for domain in sorted(set(stages[0].domains) | set(stages[-1].domains)):
+        d_in = stages[0].domains[domain].in_ if domain in stages[0].domains else Counts()
+        d_kept = stages[-1].domains[domain].out if domain in stages[-1].domains else Counts()
+        if extract is None:
+            d_extracted = d_in
+        else:
+            d_extracted = extract.domains[domain].out if domain in extract.domains else Counts()
+        per_domain[domain] = {
+            "docs_in": d_in.docs,
+            "docs_kept": d_kept.docs,
+            "tokens_extracted": d_extracted.tokens,
+            "tokens_kept": d_kept.tokens,
+            "docs": ratio(d_kept.docs, d_in.docs),
+            "tokens_vs_extracted": ratio(d_kept.tokens, d_extracted.tokens),
+        }
+    return Retention(
+        docs=ratio(last.out.docs, first.in_.docs),
+        bytes_vs_raw=ratio(last.out.bytes, first.in_.bytes),
+        tokens_vs_raw=ratio(last.out.tokens, first.in_.tokens),
+        tokens_vs_extracted=ratio(last.out.tokens, extracted.tokens),
+        tokens_extracted=extracted.tokens,
+        tokens_kept=last.out.tokens,
+        per_domain=per_domain,
+        # the headline: tokens in the shards (EOS included) over tokens of the extracted text
+        tokens_in_shards=shard_tokens,
+        shard_tokens_vs_extracted=ratio(shard_tokens, extracted.tokens) if shard_tokens is not None else None,
+    )

@@ -1,5 +1,6 @@
-"""The mix over a whole run: each document's repeats from the per-domain plans, the seeded order
-of the selected copies, and the ``mix`` stage that accounts for every document of a shard.
+"""The mix over a whole run: each curated shard encoded once, each document's repeats from the
+per-domain plans, the seeded order of the selected copies and the token shards they are cut into,
+and the ``mix`` stage that accounts for every document of a shard.
 
 The plan needs only a few numbers per document (its domain, tokens, order key and whether the
 domain classifier gave its domain), gathered per shard while it is encoded, so the driver holds
@@ -25,6 +26,9 @@ from curation.core.stats import StageStats
 from curation.mixing.plan import DomainPlan, mixture_total, plan_domain
 from curation.writers.shards import read_documents
 from curation.writers.stage_outputs import write_stage_outputs
+from tokenizer.encode import encode_flat
+from tokenizer.model import Tokenizer
+from tokenizer.shards import cut_into_shards, write_flat_token_shard
 from tokenizer.store_path import readable
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,15 @@ class ShardSummary:
     tokens: np.ndarray  # without EOS
     key: np.ndarray  # mix_keys
     classified: np.ndarray  # classified_flags
+
+
+def encode_shard(tokenizer_model: Path, documents: Path, staged: Path, mix_seed: int) -> ShardSummary:
+    """Encode one curated shard into a staging token file; return what the mix plan needs of it."""
+    table = pq.read_table(readable(documents), columns=["id", "text", "domain", "metadata"])
+    ids, domains = table["id"].to_pylist(), table["domain"].to_pylist()
+    flat, lengths = encode_flat(Tokenizer(tokenizer_model), table["text"].to_pylist())
+    write_flat_token_shard(staged, flat, lengths, domains, ids)
+    return ShardSummary(domains, lengths, mix_keys(ids, mix_seed), classified_flags(table["metadata"]))
 
 
 @dataclass
@@ -108,6 +121,23 @@ def shuffled_copies(mixture: Mixture, shards: list[ShardSummary], seed: int) -> 
     """Every selected copy (shard index, row, copy number) in an order fixed by a hash of the seed."""
     selected = [(s, r, k) for (s, r), rep in sorted(mixture.repeats.items()) for k in range(rep)]
     return sorted(selected, key=lambda e: (stable_hash(f"{seed}:{shards[e[0]].key[e[1]]}:{e[2]}"), e[0], e[1], e[2]))
+
+
+def token_shard_cuts(
+    order: list[tuple[int, int, int]], shards: list[ShardSummary], names: list[str], per_domain: bool, shard_tokens: int
+) -> list[tuple[str, int, list[tuple[str, int]]]]:
+    """The copies in ``order`` cut into token shards of about ``shard_tokens`` (EOS included), one set
+    per domain if ``per_domain``: (domain or "", index in the set, its copies as (shard name, row))."""
+    groups: dict[str, list[tuple[int, int, int]]] = {"": order}
+    if per_domain:
+        groups = defaultdict(list)
+        for e in order:
+            groups[shards[e[0]].domain[e[1]]].append(e)
+    cuts = []
+    for group, entries in sorted(groups.items()):
+        sizes = [int(shards[s].tokens[r]) + 1 for s, r, _ in entries]
+        cuts += [(group, i, cut) for i, cut in enumerate(cut_into_shards([(names[s], r) for s, r, _ in entries], sizes, shard_tokens))]
+    return cuts
 
 
 def repeats_per_shard(mixture: Mixture, shards: list[ShardSummary]) -> list[np.ndarray]:

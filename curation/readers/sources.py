@@ -1,4 +1,4 @@
-"""Expanding the configured sources into input files: the units of parallel work."""
+"""Expanding a run's ``sources`` into input files: the units of parallel work."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
+from configs.overrides import ConfigError
 from curation.core.document import UNTAGGED
-from curation.readers import InputFile
-from curation.readers.base import OutsideDataRoots, inside_roots
-from pipelines.config import ConfigError, WebCorpusConfig
+from curation.readers.base import InputFile, OutsideDataRoots, inside_roots
+from curation.readers.params import ReadConfig, SourceConfig
 from tokenizer.storage import is_remote
 from tokenizer.store_path import glob_urls
 
@@ -22,12 +22,12 @@ class Shard:
     file: InputFile
 
 
-def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
+def list_shards(sources: list[SourceConfig], read: ReadConfig, data_roots: list[str] | None = None) -> list[Shard]:
     """Every input file of every source; with ``data_roots`` set, each file a glob yields must resolve
     inside one of them (checked here and again by the reader as it opens the file)."""
-    roots = tuple(cfg.data_roots or ())
+    roots = tuple(data_roots or ())
     shards: list[Shard] = []
-    for i, source in enumerate(cfg.sources):
+    for i, source in enumerate(sources):
         paths: list[str] = []
         for pattern in source.paths:
             matched = _matches(pattern, folders=source.format == "html")
@@ -40,7 +40,7 @@ def list_shards(cfg: WebCorpusConfig) -> list[Shard]:
         if not paths:
             kind = "folder" if source.format == "html" else "file"
             raise ConfigError(f"sources.{i}.paths: no {kind} matches {source.paths} (source {source.name!r})")
-        options = {"text_field": source.text_field, "url_field": source.url_field, "id_field": source.id_field, "warc_reader": cfg.read.warc_reader}
+        options = {"text_field": source.text_field, "url_field": source.url_field, "id_field": source.id_field, "warc_reader": read.warc_reader}
         for j, path in enumerate(dict.fromkeys(paths)):
             file = InputFile(path, source.name, source.domain or UNTAGGED, source.format, source.content_type, options, roots)
             shards.append(Shard(f"{source.name}-{j:05d}", file))

@@ -1,6 +1,6 @@
-"""Does the curation pay? ``python -m pipelines.ablate [--config ablation.yaml]``.
+"""Does the curation pay? ``python -m ablation [--config ablation.yaml]``.
 
-Each curation variant of the same raw input (``pipelines.ablation_config``) is curated into its
+Each curation variant of the same raw input (``ablation.config``) is curated into its
 own run, then the same model is trained on its token shards for the same number of tokens once
 per seed (``python -m trainer``), and scored in bits per byte per domain on the reference text
 (the run's last ``val_bpb/<domain>``, else ``python -m trainer.eval``). Everything lands under
@@ -11,10 +11,11 @@ per seed (``python -m trainer``), and scored in bits per byte per domain on the 
     results.json, results.md      bits per byte per variant and domain over seeds, and retention
     bpb.png                       the same as a plot, with the seed spread
 
-The trainer runs as a command, as a user runs it, not imported: the pipelines depend on the
-curation and the tokenizer, never on the trainer. Every variant encodes with one tokenizer (the
-first variant's, unless the base config names one), so equal token budgets are equal amounts of
-text. A rerun skips every curation run and training run that already finished.
+The trainer runs as a command, as a user runs it, not imported: each training is a process of its
+own, and several at a time share one GPU (``ablation.training``, which also runs alone where the
+GPUs are). Every variant encodes with one tokenizer (the first variant's, unless the base config
+names one), so equal token budgets are equal amounts of text. A rerun skips every curation run and
+training run that already finished.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ import logging
 import sys
 from pathlib import Path
 
-from pipelines.ablation_config import AblationConfig, Variant, load_ablation_config
-from pipelines.ablation_report import plot, render_markdown, variant_summary
-from pipelines.ablation_training import plan_entry, run_plan
+from ablation.config import AblationConfig, Variant, load_ablation_config
+from ablation.report import plot, render_markdown, variant_summary
+from ablation.training import plan_entry, run_plan
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.ray_runtime import ray_session
 from pipelines.web_corpus import run_web_corpus
 from tokenizer.files import atomic_write_bytes, atomic_write_json
 
-logger = logging.getLogger("pipelines.ablate")
+logger = logging.getLogger("ablation.ablate")
 
 
 def _finished(cfg: WebCorpusConfig) -> dict | None:
@@ -81,7 +82,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, only: str | None = 
     """Curate every variant, train and score every seed (``parallel`` at a time), and write the results.
 
     ``only="curate"`` stops after the curation runs and ``train_plan.json`` (for training elsewhere:
-    ``pipelines.ablation_training``); a later call takes every finished run as it is.
+    ``ablation.training``); a later call takes every finished run as it is.
     """
     variants = cfg.resolved_variants()
     cfg.root.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, only: str | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.ablate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ablation", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="ablation YAML (default: the ladder on the bundled corpus, tiny model, 3 seeds)")
     parser.add_argument("--only", choices=["curate"], help="curate every variant and write train_plan.json, train nothing")
     parser.add_argument("--parallel", type=int, default=1, help="training runs at a time (small models share one GPU well)")
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.only:
-        print(f"curated; {summary['runs']} training runs in {summary['train_plan']} (python -m pipelines.ablation_training --plan ...)")
+        print(f"curated; {summary['runs']} training runs in {summary['train_plan']} (python -m ablation.training --plan ...)")
         return 0
     print(render_markdown(summary))
     print(f"results: {cfg.root / 'results.md'}, {cfg.root / 'results.json'}, {cfg.root / 'bpb.png'}")

@@ -1,13 +1,13 @@
 """The training half of an ablation: train a variant's shards for one seed, score it in bits per byte.
 
-``python -m pipelines.ablate --only curate`` curates every variant and writes ``train_plan.json``;
-``python -m pipelines.ablation_training --plan …/train_plan.json`` then runs those trainings where
+``python -m ablation --only curate`` curates every variant and writes ``train_plan.json``;
+``python -m ablation.training --plan …/train_plan.json`` then runs those trainings where
 the GPUs are, several at a time on one GPU when the model is small, and a last
-``python -m pipelines.ablate`` (which skips finished work) writes the table. This module imports
+``python -m ablation`` (which skips finished work) writes the table. This module imports
 nothing from curation, so it runs where only the trainer's dependencies are installed.
 
-The trainer runs as a command, as a user runs it, not imported: the pipelines depend on the
-curation and the tokenizer, never on the trainer.
+The trainer runs as a command, as a user runs it, not imported: each training is a process of its
+own, and several at a time share one GPU.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tokenizer.files import atomic_write_json
 
-logger = logging.getLogger("pipelines.ablation_training")
+logger = logging.getLogger("ablation.training")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -81,8 +81,8 @@ def run_plan(plan: list[dict], parallel: int = 1, data_root: str | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.ablation_training", description=__doc__.splitlines()[0])
-    parser.add_argument("--plan", required=True, help="train_plan.json written by python -m pipelines.ablate --only curate")
+    parser = argparse.ArgumentParser(prog="python -m ablation.training", description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", required=True, help="train_plan.json written by python -m ablation --only curate")
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time (small models share one GPU well)")
     parser.add_argument("--data-root", help="where <variant>/tokens live, if not where the plan says")
     args = parser.parse_args(argv)
