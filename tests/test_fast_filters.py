@@ -1,6 +1,8 @@
 """Every sped-up filter takes datatrove's decisions, with datatrove's reasons, document by document
 on the bundled corpus (its pages' main text, and its raw HTML as the text of a noisier document),
-plus hand-made documents that reach each rejection and n-gram keys that collide."""
+plus hand-made documents that reach each rejection and n-gram keys that collide; the language
+stage also writes datatrove's label and score, C4 leaves datatrove's text, and the URL filter is
+compared on the corpus's URLs and on URLs made from datatrove's own word lists."""
 
 from __future__ import annotations
 
@@ -10,10 +12,14 @@ import json
 
 import pytest
 from datatrove.data import Document
-from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
+from curation.filters.c4_quality import FastC4QualityFilter
+from curation.filters.fineweb_quality import FastFineWebQualityFilter
 from curation.filters.gopher_repetition import FastGopherRepetitionFilter
+from curation.filters.params import C4QualityConfig
 from curation.filters.words import KeptVocabularyTokenizer
 from tests.conftest import ROOT
 
@@ -72,3 +78,59 @@ def test_sped_up_filters_decide_as_datatrove(kept_vocabulary, ours, theirs):
         assert mine == expected, (i, text[:200])
         decisions.append(expected if isinstance(expected, tuple) else (True, "kept"))
     assert len({reason for _, reason in decisions}) >= 3  # kept and rejected for several reasons, not one path
+
+
+# --- C4 and FineWeb: the run's parameters (FineWeb's) and datatrove's defaults ---
+
+RUN_C4 = C4QualityConfig().model_dump(exclude={"enabled"})
+KEPT = "This line has enough words to be kept."
+C4_CASES = (
+    "Two lines. That hold five sentences! Here is the third? Yes.\nA fourth line ends it.",  # spaCy must count
+    KEPT,  # one kept line, one sentence
+    "\n".join([KEPT] * 6 + ["A bracket { after enough lines."]),
+    "\n".join([KEPT] * 6 + ["Some lorem ipsum dolor sit amet."]),
+    "\n".join([KEPT, "Enable javascript to see this page.", "Read our privacy policy first.", "x" * 1001 + " too long"] * 2),
+    "[1] Cited [edit] words here.\n" * 4 + "Short.\n" + "More words [citation needed] follow here.",
+)
+
+
+@pytest.mark.parametrize("params", [RUN_C4, {}], ids=["run", "datatrove_defaults"])
+def test_c4_decides_and_rewrites_as_datatrove(params):
+    fast, reference = FastC4QualityFilter(**params), C4QualityFilter(**params)
+    reasons = set()
+    for i, text in enumerate(texts() + C4_CASES):
+        mine, theirs = Document(text=text, id=str(i)), Document(text=text, id=str(i))
+        expected = reference.filter(theirs)
+        assert (fast.filter(mine), mine.text) == (expected, theirs.text), (i, text[:200])
+        reasons.add(expected[1] if isinstance(expected, tuple) else "kept")
+    assert {"kept", "too_few_sentences", "curly_bracket", "lorem_ipsum"} <= reasons
+
+
+def fineweb_inputs() -> list[str]:
+    """What the FineWeb filter sees in a run (texts as C4 rewrote them), the texts as they are, and
+    lists whose newlines per whitespace piece are above the ratio, per word on either side of it."""
+    c4, out = C4QualityFilter(**RUN_C4), list(texts())
+    for i, text in enumerate(texts()):
+        doc = Document(text=text, id=str(i))
+        if c4.filter(doc) is True:
+            out.append(doc.text)
+    lines = [f"alphabetical{i:03d} bibliographic{i:03d} categorical{i:03d}" for i in range(40)]
+    out.append("\n".join(line + "." for line in lines))  # 3 pieces but 4 words a line: kept
+    out.append("\n".join(line + "." * (i % 5 == 0) for i, line in enumerate(lines)))  # 3.2 words a line: list_ratio
+    out.append("\n".join(lines[:8]) + "\nIS_ALPHA IS_ALPHA IS_ALPHA.")
+    return out
+
+
+def test_fineweb_decides_as_datatrove(kept_vocabulary, monkeypatch):
+    import curation.filters.fineweb_quality as module
+
+    fast = FastFineWebQualityFilter(language=kept_vocabulary)
+    reference, splits, reasons = FineWebQualityFilter(), [], []
+    monkeypatch.setattr(module, "split_into_words", lambda text, lang: splits.append(text) or split_into_words(text, lang))
+    for i, text in enumerate(fineweb_inputs()):
+        expected = reference.filter(Document(text=text, id=str(i)))
+        assert fast.filter(Document(text=text, id=str(i))) == expected, (i, text[:200])
+        reasons.append(expected[1] if isinstance(expected, tuple) else "kept")
+    assert {"kept", "list_ratio", "line_punct_ratio"} <= set(reasons)
+    reached_words = reasons.count("kept") + reasons.count("list_ratio")
+    assert 0 < len(splits) < reached_words / 2, (len(splits), reached_words)  # most were decided without spaCy
