@@ -13,12 +13,14 @@ import json
 import pytest
 from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.filters.language_filter import LanguageFilter
 from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
 from curation.filters.c4_quality import FastC4QualityFilter
 from curation.filters.fineweb_quality import FastFineWebQualityFilter
 from curation.filters.gopher_repetition import FastGopherRepetitionFilter
+from curation.filters.language import LanguageID, LocalFT176LID, bundled_lid_model
 from curation.filters.params import C4QualityConfig
 from curation.filters.words import KeptVocabularyTokenizer
 from tests.conftest import ROOT
@@ -134,3 +136,40 @@ def test_fineweb_decides_as_datatrove(kept_vocabulary, monkeypatch):
     assert {"kept", "list_ratio", "line_punct_ratio"} <= set(reasons)
     reached_words = reasons.count("kept") + reasons.count("list_ratio")
     assert 0 < len(splits) < reached_words / 2, (len(splits), reached_words)  # most were decided without spaCy
+
+
+# --- language: datatrove's LanguageFilter with the same local model ---
+
+LANGUAGE_CASES = (
+    "",
+    " \n ",
+    "12345 67890",
+    "Ceci est une phrase en français, assez longue pour que le modèle la reconnaisse.",
+    "Das ist ein deutscher Satz. This is an English sentence about the same thing.",
+    "Dit is Nederlands. This is English. Das ist Deutsch.",
+    "ok",
+)
+
+
+def outcome(call):
+    try:
+        return call()
+    except Exception as exc:  # datatrove's own failures must be ours too
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("languages, threshold", [(["en"], 0.65), (None, 0.65), (["en", "de"], 0.3)])
+def test_language_decides_as_datatrove(languages, threshold):
+    stage = LanguageID(languages, threshold)
+    reference = LanguageFilter(languages=languages, language_threshold=threshold)
+    reference.model = LocalFT176LID(bundled_lid_model(), languages)
+    from_best_two = 0
+    for i, text in enumerate(texts() + LANGUAGE_CASES):
+        mine, theirs = Document(text=text, id=str(i)), Document(text=text, id=str(i))
+        keep = outcome(lambda: stage.apply(mine))
+        keep = keep is True if not isinstance(keep, str) else keep
+        expected = outcome(lambda: bool(reference.filter(theirs)))
+        assert (keep, mine.metadata) == (expected, theirs.metadata), (i, text[:200])
+        from_best_two += stage._decide_from_best_two(Document(text=text, id=str(i))) is not None
+    if threshold >= 0.5:  # a second label can only rarely score above it: fastText is asked for two labels
+        assert from_best_two >= len(texts())
