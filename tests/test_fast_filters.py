@@ -14,6 +14,7 @@ import pytest
 from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from datatrove.pipeline.filters.language_filter import LanguageFilter
+from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
@@ -22,6 +23,7 @@ from curation.filters.fineweb_quality import FastFineWebQualityFilter
 from curation.filters.gopher_repetition import FastGopherRepetitionFilter
 from curation.filters.language import LanguageID, LocalFT176LID, bundled_lid_model
 from curation.filters.params import C4QualityConfig
+from curation.filters.url_filter import WORD_LISTS, FastURLFilter, _asset_lines
 from curation.filters.words import KeptVocabularyTokenizer
 from tests.conftest import ROOT
 
@@ -173,3 +175,42 @@ def test_language_decides_as_datatrove(languages, threshold):
         from_best_two += stage._decide_from_best_two(Document(text=text, id=str(i))) is not None
     if threshold >= 0.5:  # a second label can only rarely score above it: fastText is asked for two labels
         assert from_best_two >= len(texts())
+
+
+# --- URLs: datatrove's URLFilter, with and without block-listed domains ---
+
+
+def urls() -> list[str]:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    out = []
+    for domain in ("finance", "general"):
+        with gzip.open(CORPUS / f"{domain}.jsonl.gz", "rt") as f:
+            out += [json.loads(line)["url"] for line in f]
+    with open(ROOT / "data" / "sample_corpus" / "real_crawl" / "iana.warc.gz", "rb") as f:
+        out += [r.headers.get("WARC-Target-URI") for r in ArchiveIterator(f, record_types=WarcRecordType.response)]
+    words = {key: _asset_lines(file)[:60] for key, file in WORD_LISTS.items()}
+    out += [f"http://www.example.com/{w}-page" for w in words["banned_words"]]
+    soft = words["soft_banned_words"]
+    out += [f"https://{a}.example.org/{b}.html" for a, b in zip(soft, soft[1:])] + [f"https://shop.example/{a}" for a in soft]
+    out += [f"https://x{s}y.example.net/a" for s in words["banned_subwords"]]
+    out += ["https://spam-farm.example/p", "https://ads.tracker.net/x?id=1", "http://news.bbc.co.uk/a", "https://forums.example.org/t/1"]
+    out += ["http://blocked.example/exact", "http://192.168.0.1/a", "http://[::1]/", "mailto:someone@example.com", "no scheme at all"]
+    return out
+
+
+@pytest.mark.parametrize("domains", [(), ("spam-farm.example", "tracker.net", "bbc.co.uk", "forums.example.org")], ids=["no_domains", "domains"])
+def test_url_filter_decides_as_datatrove(domains):
+    from tldextract import TLDExtract
+
+    params = {key: _asset_lines(file) for key, file in WORD_LISTS.items()}
+    params.update(extra_domains=list(domains) or None, extra_urls=["http://blocked.example/exact"], use_integrated_lists=False)
+    fast, reference = FastURLFilter(**params), URLFilter(**params)
+    fast.tldextractor = reference.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
+    reasons = set()
+    for url in urls():
+        expected = reference.filter(Document(text="", id=url, metadata={"url": url}))
+        assert fast.filter(Document(text="", id=url, metadata={"url": url})) == expected, url
+        reasons.add(expected[1] if isinstance(expected, tuple) else "kept")
+    assert {"kept", "url", "hard_blacklisted", "soft_blacklisted", "blacklisted_subword"} <= reasons
+    assert not domains or {"domain", "subdomain"} <= reasons
