@@ -65,6 +65,12 @@ def test_words_are_datatrove_words(kept_vocabulary):
         assert kept_vocabulary.word_tokenize(text) == reference.word_tokenize(text), i
 
 
+def test_sentences_are_datatrove_sentences(kept_vocabulary):
+    reference = SpaCyTokenizer("en")  # the kept vocabulary leaves out the flags spaCy's sentencizer reads
+    for i, text in enumerate(texts()[:40]):
+        assert kept_vocabulary.span_tokenize(text) == reference.span_tokenize(text), i
+
+
 @pytest.mark.parametrize(
     "ours, theirs",
     [

@@ -30,6 +30,15 @@ class KeptVocabularyTokenizer(SpaCyTokenizer):
         super().__init__(language)
         self.max_lexemes = max_lexemes
 
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            nlp = super().tokenizer
+            # a new lexeme's attributes (shape, norm, flags...) are computed in Python and no word
+            # depends on them: spaCy's tokenizer reads only a lexeme's text and length
+            nlp.vocab.lex_attr_getters = {}
+        return self._tokenizer
+
     def word_tokenize(self, text: str) -> list[str]:
         if self.language == "ja":  # datatrove chunks Japanese by bytes; its own path does that
             return super().word_tokenize(text)
@@ -44,6 +53,18 @@ class KeptVocabularyTokenizer(SpaCyTokenizer):
         except Exception:  # datatrove's own workaround for the strings that break spaCy
             return super().word_tokenize(text)
         return strip_strings([token.text for token in doc])
+
+    # the sentencizer reads lexeme flags (is_punct), which this vocabulary does not set: sentences
+    # come from datatrove's own tokenizer
+    def sent_tokenize(self, text: str) -> list[str]:
+        return self._sentences.sent_tokenize(text)
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return self._sentences.span_tokenize(text)
+
+    @functools.cached_property
+    def _sentences(self) -> SpaCyTokenizer:
+        return SpaCyTokenizer(self.language)
 
     def __reduce__(self):  # a worker gets a fresh one, not the driver's vocabulary
         return (type(self), (self.language, self.max_lexemes))
