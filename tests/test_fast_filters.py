@@ -20,6 +20,7 @@ from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
 from curation.filters.c4_quality import FastC4QualityFilter
 from curation.filters.fineweb_quality import FastFineWebQualityFilter
+from curation.filters.gopher_quality import FastGopherQualityFilter
 from curation.filters.gopher_repetition import FastGopherRepetitionFilter
 from curation.filters.language import LanguageID, LocalFT176LID, bundled_lid_model
 from curation.filters.params import C4QualityConfig
@@ -75,7 +76,7 @@ def test_sentences_are_datatrove_sentences(kept_vocabulary):
     "ours, theirs",
     [
         (lambda tok: FastGopherRepetitionFilter(language=tok), lambda: GopherRepetitionFilter()),
-        (lambda tok: GopherQualityFilter(language=tok), lambda: GopherQualityFilter()),
+        (lambda tok: FastGopherQualityFilter(language=tok), lambda: GopherQualityFilter()),
         (lambda tok: FineWebQualityFilter(language=tok), lambda: FineWebQualityFilter()),
     ],
     ids=["gopher_repetition", "gopher_quality", "fineweb_quality"],
