@@ -60,10 +60,17 @@ def kept_vocabulary():
     return KeptVocabularyTokenizer("en", max_lexemes=20_000)  # small: the vocabulary restarts during the test
 
 
+# whitespace the kept-vocabulary tokenizer splits a text at, next to special cases and affixes
+SEGMENT_CASES = (
+    "don't\n's", ":)\t:)", "8 )", "a.\n.b", "e.g.\u00a0e.g.", "C++  C++", " lead", "trail \n", "\r\nx\r\n", "(:\n:)",
+    "x\u2028y\u3000z", "  ", "\n", "'s\n's 's  's", "o.O\to.0", "\u00a0\u00a0a", "IS_ALPHA and more",
+)
+
+
 def test_words_are_datatrove_words(kept_vocabulary):
     reference = SpaCyTokenizer("en")
-    for i, text in enumerate(texts()):
-        assert kept_vocabulary.word_tokenize(text) == reference.word_tokenize(text), i
+    for i, text in enumerate(texts() + SEGMENT_CASES + texts()):  # twice: the second time from spaCy's cache
+        assert kept_vocabulary.word_tokenize(text) == reference.word_tokenize(text), (i, text[:200])
 
 
 def test_sentences_are_datatrove_sentences(kept_vocabulary):
