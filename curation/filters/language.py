@@ -57,6 +57,7 @@ class LanguageID(Stage):
     def __init__(self, languages: list[str] | None = ("en",), threshold: float = 0.65, model_path: Path | None = None):
         self.languages = list(languages) if languages else None
         self.threshold = threshold
+        # datatrove's own filter, unchanged: the fallback of apply, and datatrove's side in benchmarks
         self.filter = LanguageFilter(languages=self.languages, language_threshold=threshold)
         self.filter.model = LocalFT176LID(model_path or bundled_lid_model(), self.languages)
 

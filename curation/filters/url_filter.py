@@ -77,12 +77,13 @@ class URLFilterStage(Stage):
         datatrove_word_lists: bool = True,
         ut1_blocklist: bool = False,
         soft_word_threshold: int = 2,
+        filter_class: type[URLFilter] = FastURLFilter,  # datatrove's own where a benchmark compares with it
     ):
         from tldextract import TLDExtract
 
         words = {key: _asset_lines(file) if datatrove_word_lists else [] for key, file in WORD_LISTS.items()}
         words["banned_words"] = [*words["banned_words"], *blocked_words]
-        self.filter = FastURLFilter(
+        self.filter = filter_class(
             soft_word_threshold=soft_word_threshold,
             extra_domains=[d.lower() for d in blocked_domains] or None,
             extra_urls=list(blocked_urls) or None,
