@@ -30,7 +30,7 @@ from pathlib import Path
 
 def _filter_steps(cfg, files_dir: str, out: Path) -> list:
     from datatrove.pipeline.extractors import Trafilatura
-    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter, URLFilter
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import JsonlWriter
 
@@ -41,7 +41,7 @@ def _filter_steps(cfg, files_dir: str, out: Path) -> list:
     params = {name: getattr(q, name).model_dump(exclude={"enabled"}) for name in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")}
     return [
         WarcReader(files_dir, glob_pattern="*.warc.gz"),
-        URLFilterStage(**cfg.url_filter.model_dump(exclude={"enabled"})).filter,
+        URLFilterStage(**cfg.url_filter.model_dump(exclude={"enabled"}), filter_class=URLFilter).filter,
         Trafilatura(favour_precision=cfg.extract.favour_precision, timeout=cfg.extract.timeout_s, deduplicate=False),
         LanguageID(cfg.language.languages, cfg.language.threshold).filter,
         GopherRepetitionFilter(**params["gopher_repetition"]),

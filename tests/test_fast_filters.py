@@ -1,6 +1,8 @@
 """Every sped-up filter takes datatrove's decisions, with datatrove's reasons, document by document
 on the bundled corpus (its pages' main text, and its raw HTML as the text of a noisier document),
-plus hand-made documents that reach each rejection and n-gram keys that collide."""
+plus hand-made documents that reach each rejection and n-gram keys that collide; the language
+stage also writes datatrove's label and score, C4 leaves datatrove's text, and the URL filter is
+compared on the corpus's URLs and on URLs made from datatrove's own word lists."""
 
 from __future__ import annotations
 
@@ -10,10 +12,19 @@ import json
 
 import pytest
 from datatrove.data import Document
-from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.filters.language_filter import LanguageFilter
+from datatrove.pipeline.filters.url_filter import URLFilter
+from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
+from curation.filters.c4_quality import FastC4QualityFilter
+from curation.filters.fineweb_quality import FastFineWebQualityFilter
+from curation.filters.gopher_quality import FastGopherQualityFilter
 from curation.filters.gopher_repetition import FastGopherRepetitionFilter
+from curation.filters.language import LanguageID, LocalFT176LID, bundled_lid_model
+from curation.filters.params import C4QualityConfig
+from curation.filters.url_filter import WORD_LISTS, FastURLFilter, _asset_lines
 from curation.filters.words import KeptVocabularyTokenizer
 from tests.conftest import ROOT
 
@@ -49,17 +60,30 @@ def kept_vocabulary():
     return KeptVocabularyTokenizer("en", max_lexemes=20_000)  # small: the vocabulary restarts during the test
 
 
+# whitespace the kept-vocabulary tokenizer splits a text at, next to special cases and affixes
+SEGMENT_CASES = (
+    "don't\n's", ":)\t:)", "8 )", "a.\n.b", "e.g.\u00a0e.g.", "C++  C++", " lead", "trail \n", "\r\nx\r\n", "(:\n:)",
+    "x\u2028y\u3000z", "  ", "\n", "'s\n's 's  's", "o.O\to.0", "\u00a0\u00a0a", "IS_ALPHA and more",
+)
+
+
 def test_words_are_datatrove_words(kept_vocabulary):
     reference = SpaCyTokenizer("en")
-    for i, text in enumerate(texts()):
-        assert kept_vocabulary.word_tokenize(text) == reference.word_tokenize(text), i
+    for i, text in enumerate(texts() + SEGMENT_CASES + texts()):  # twice: the second time from spaCy's cache
+        assert kept_vocabulary.word_tokenize(text) == reference.word_tokenize(text), (i, text[:200])
+
+
+def test_sentences_are_datatrove_sentences(kept_vocabulary):
+    reference = SpaCyTokenizer("en")  # the kept vocabulary leaves out the flags spaCy's sentencizer reads
+    for i, text in enumerate(texts()[:40]):
+        assert kept_vocabulary.span_tokenize(text) == reference.span_tokenize(text), i
 
 
 @pytest.mark.parametrize(
     "ours, theirs",
     [
         (lambda tok: FastGopherRepetitionFilter(language=tok), lambda: GopherRepetitionFilter()),
-        (lambda tok: GopherQualityFilter(language=tok), lambda: GopherQualityFilter()),
+        (lambda tok: FastGopherQualityFilter(language=tok), lambda: GopherQualityFilter()),
         (lambda tok: FineWebQualityFilter(language=tok), lambda: FineWebQualityFilter()),
     ],
     ids=["gopher_repetition", "gopher_quality", "fineweb_quality"],
@@ -72,3 +96,135 @@ def test_sped_up_filters_decide_as_datatrove(kept_vocabulary, ours, theirs):
         assert mine == expected, (i, text[:200])
         decisions.append(expected if isinstance(expected, tuple) else (True, "kept"))
     assert len({reason for _, reason in decisions}) >= 3  # kept and rejected for several reasons, not one path
+
+
+# --- C4 and FineWeb: the run's parameters (FineWeb's) and datatrove's defaults ---
+
+RUN_C4 = C4QualityConfig().model_dump(exclude={"enabled"})
+KEPT = "This line has enough words to be kept."
+C4_CASES = (
+    "Two lines. That hold five sentences! Here is the third? Yes.\nA fourth line ends it.",  # spaCy must count
+    KEPT,  # one kept line, one sentence
+    "\n".join([KEPT] * 6 + ["A bracket { after enough lines."]),
+    "\n".join([KEPT] * 6 + ["Some lorem ipsum dolor sit amet."]),
+    "\n".join([KEPT, "Enable javascript to see this page.", "Read our privacy policy first.", "x" * 1001 + " too long"] * 2),
+    "[1] Cited [edit] words here.\n" * 4 + "Short.\n" + "More words [citation needed] follow here.",
+)
+
+
+@pytest.mark.parametrize("params", [RUN_C4, {}], ids=["run", "datatrove_defaults"])
+def test_c4_decides_and_rewrites_as_datatrove(params):
+    fast, reference = FastC4QualityFilter(**params), C4QualityFilter(**params)
+    reasons = set()
+    for i, text in enumerate(texts() + C4_CASES):
+        mine, theirs = Document(text=text, id=str(i)), Document(text=text, id=str(i))
+        expected = reference.filter(theirs)
+        assert (fast.filter(mine), mine.text) == (expected, theirs.text), (i, text[:200])
+        reasons.add(expected[1] if isinstance(expected, tuple) else "kept")
+    assert {"kept", "too_few_sentences", "curly_bracket", "lorem_ipsum"} <= reasons
+
+
+def fineweb_inputs() -> list[str]:
+    """What the FineWeb filter sees in a run (texts as C4 rewrote them), the texts as they are, and
+    lists whose newlines per whitespace piece are above the ratio, per word on either side of it."""
+    c4, out = C4QualityFilter(**RUN_C4), list(texts())
+    for i, text in enumerate(texts()):
+        doc = Document(text=text, id=str(i))
+        if c4.filter(doc) is True:
+            out.append(doc.text)
+    lines = [f"alphabetical{i:03d} bibliographic{i:03d} categorical{i:03d}" for i in range(40)]
+    out.append("\n".join(line + "." for line in lines))  # 3 pieces but 4 words a line: kept
+    out.append("\n".join(line + "." * (i % 5 == 0) for i, line in enumerate(lines)))  # 3.2 words a line: list_ratio
+    out.append("\n".join(lines[:8]) + "\nIS_ALPHA IS_ALPHA IS_ALPHA.")
+    return out
+
+
+def test_fineweb_decides_as_datatrove(kept_vocabulary, monkeypatch):
+    import curation.filters.fineweb_quality as module
+
+    fast = FastFineWebQualityFilter(language=kept_vocabulary)
+    reference, splits, reasons = FineWebQualityFilter(), [], []
+    monkeypatch.setattr(module, "split_into_words", lambda text, lang: splits.append(text) or split_into_words(text, lang))
+    for i, text in enumerate(fineweb_inputs()):
+        expected = reference.filter(Document(text=text, id=str(i)))
+        assert fast.filter(Document(text=text, id=str(i))) == expected, (i, text[:200])
+        reasons.append(expected[1] if isinstance(expected, tuple) else "kept")
+    assert {"kept", "list_ratio", "line_punct_ratio"} <= set(reasons)
+    reached_words = reasons.count("kept") + reasons.count("list_ratio")
+    assert 0 < len(splits) < reached_words / 2, (len(splits), reached_words)  # most were decided without spaCy
+
+
+# --- language: datatrove's LanguageFilter with the same local model ---
+
+LANGUAGE_CASES = (
+    "",
+    " \n ",
+    "12345 67890",
+    "Ceci est une phrase en français, assez longue pour que le modèle la reconnaisse.",
+    "Das ist ein deutscher Satz. This is an English sentence about the same thing.",
+    "Dit is Nederlands. This is English. Das ist Deutsch.",
+    "ok",
+)
+
+
+def outcome(call):
+    try:
+        return call()
+    except Exception as exc:  # datatrove's own failures must be ours too
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("languages, threshold", [(["en"], 0.65), (None, 0.65), (["en", "de"], 0.3)])
+def test_language_decides_as_datatrove(languages, threshold):
+    stage = LanguageID(languages, threshold)
+    reference = LanguageFilter(languages=languages, language_threshold=threshold)
+    reference.model = LocalFT176LID(bundled_lid_model(), languages)
+    from_best_two = 0
+    for i, text in enumerate(texts() + LANGUAGE_CASES):
+        mine, theirs = Document(text=text, id=str(i)), Document(text=text, id=str(i))
+        keep = outcome(lambda: stage.apply(mine))
+        keep = keep is True if not isinstance(keep, str) else keep
+        expected = outcome(lambda: bool(reference.filter(theirs)))
+        assert (keep, mine.metadata) == (expected, theirs.metadata), (i, text[:200])
+        from_best_two += stage._decide_from_best_two(Document(text=text, id=str(i))) is not None
+    if threshold >= 0.5:  # a second label can only rarely score above it: fastText is asked for two labels
+        assert from_best_two >= len(texts())
+
+
+# --- URLs: datatrove's URLFilter, with and without block-listed domains ---
+
+
+def urls() -> list[str]:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    out = []
+    for domain in ("finance", "general"):
+        with gzip.open(CORPUS / f"{domain}.jsonl.gz", "rt") as f:
+            out += [json.loads(line)["url"] for line in f]
+    with open(ROOT / "data" / "sample_corpus" / "real_crawl" / "iana.warc.gz", "rb") as f:
+        out += [r.headers.get("WARC-Target-URI") for r in ArchiveIterator(f, record_types=WarcRecordType.response)]
+    words = {key: _asset_lines(file)[:60] for key, file in WORD_LISTS.items()}
+    out += [f"http://www.example.com/{w}-page" for w in words["banned_words"]]
+    soft = words["soft_banned_words"]
+    out += [f"https://{a}.example.org/{b}.html" for a, b in zip(soft, soft[1:])] + [f"https://shop.example/{a}" for a in soft]
+    out += [f"https://x{s}y.example.net/a" for s in words["banned_subwords"]]
+    out += ["https://spam-farm.example/p", "https://ads.tracker.net/x?id=1", "http://news.bbc.co.uk/a", "https://forums.example.org/t/1"]
+    out += ["http://blocked.example/exact", "http://192.168.0.1/a", "http://[::1]/", "mailto:someone@example.com", "no scheme at all"]
+    return out
+
+
+@pytest.mark.parametrize("domains", [(), ("spam-farm.example", "tracker.net", "bbc.co.uk", "forums.example.org")], ids=["no_domains", "domains"])
+def test_url_filter_decides_as_datatrove(domains):
+    from tldextract import TLDExtract
+
+    params = {key: _asset_lines(file) for key, file in WORD_LISTS.items()}
+    params.update(extra_domains=list(domains) or None, extra_urls=["http://blocked.example/exact"], use_integrated_lists=False)
+    fast, reference = FastURLFilter(**params), URLFilter(**params)
+    fast.tldextractor = reference.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
+    reasons = set()
+    for url in urls():
+        expected = reference.filter(Document(text="", id=url, metadata={"url": url}))
+        assert fast.filter(Document(text="", id=url, metadata={"url": url})) == expected, url
+        reasons.add(expected[1] if isinstance(expected, tuple) else "kept")
+    assert {"kept", "url", "hard_blacklisted", "soft_blacklisted", "blacklisted_subword"} <= reasons
+    assert not domains or {"domain", "subdomain"} <= reasons

@@ -57,13 +57,39 @@ class LanguageID(Stage):
     def __init__(self, languages: list[str] | None = ("en",), threshold: float = 0.65, model_path: Path | None = None):
         self.languages = list(languages) if languages else None
         self.threshold = threshold
+        # datatrove's own filter, unchanged: the fallback of apply, and datatrove's side in benchmarks
         self.filter = LanguageFilter(languages=self.languages, language_threshold=threshold)
         self.filter.model = LocalFT176LID(model_path or bundled_lid_model(), self.languages)
 
     def apply(self, doc: Document) -> Verdict:
-        if self.filter.filter(doc):
+        keep = self._decide_from_best_two(doc)
+        if keep is None:
+            keep = self.filter.filter(doc)
+        if keep:
             return True
         lang = doc.metadata["language"]
         if self.languages is None or lang in self.languages:
             return False, "language_score_below_threshold"
         return False, f"language:{lang}"
+
+    def _decide_from_best_two(self, doc: Document) -> bool | None:
+        """datatrove's decision and metadata from fastText's two best labels; None where they cannot tell.
+
+        datatrove asks fastText for all 176 labels (k=-1) and keeps the best one and the kept
+        languages' scores. A label's score does not depend on k (hierarchical softmax scores each
+        leaf on its own path; k only prunes the search), so the best of two is datatrove's best
+        when it is strictly better than the second. A kept language outside the two scores at most
+        the second; when that is not above the threshold, only the best label can keep the
+        document. Otherwise (a tie, a second label above the threshold, fewer than two labels)
+        datatrove's own call decides.
+        """
+        labels, scores = self.filter.model.model.predict(doc.text.replace("\n", " "), k=2)
+        if len(labels) < 2:
+            return None
+        (best, second), (best_label, _) = scores.tolist(), labels
+        if best <= second or (self.languages is not None and second > self.threshold):
+            return None
+        lang = best_label.split("__")[2]
+        doc.metadata["language"] = lang
+        doc.metadata["language_score"] = best
+        return best > self.threshold and (self.languages is None or lang in self.languages)

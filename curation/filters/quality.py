@@ -8,15 +8,13 @@ list is not used (datatrove downloads it; ``C4BadWordsFilter`` is left out).
 from __future__ import annotations
 
 from datatrove.data import Document
-from datatrove.pipeline.filters import (
-    C4QualityFilter,
-    FineWebQualityFilter,
-    GopherQualityFilter,
-)
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from curation.filters.gopher_repetition import FastGopherRepetitionFilter
 from curation.core.stage import Stage, Verdict
+from curation.filters.c4_quality import FastC4QualityFilter
+from curation.filters.fineweb_quality import FastFineWebQualityFilter
+from curation.filters.gopher_quality import FastGopherQualityFilter
+from curation.filters.gopher_repetition import FastGopherRepetitionFilter
 from curation.filters.words import shared_word_tokenizer
 
 
@@ -33,13 +31,14 @@ class DatatroveFilterStage(Stage):
 
 QUALITY_FILTERS: dict[str, type[BaseFilter]] = {
     "gopher_repetition": FastGopherRepetitionFilter,  # datatrove's decisions, faster (curation.filters.gopher_repetition)
-    "gopher_quality": GopherQualityFilter,
-    "c4_quality": C4QualityFilter,
-    "fineweb_quality": FineWebQualityFilter,
+    "gopher_quality": FastGopherQualityFilter,  # per-word checks in C (curation.filters.gopher_quality)
+    "c4_quality": FastC4QualityFilter,  # counts sentences only when it must (curation.filters.c4_quality)
+    "fineweb_quality": FastFineWebQualityFilter,  # splits words only when it must (curation.filters.fineweb_quality)
 }
 
 
-# the filters that split words: given one tokenizer, they split each document once (curation.filters.words)
+# the filters that split words: given one tokenizer, the Gopher pair splits each document once
+# (curation.filters.words); FineWeb sees the text C4 rewrote, and splits it only when it must
 WORD_SPLITTING = ("gopher_repetition", "gopher_quality", "fineweb_quality")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from datatrove.data import Document
-from datatrove.pipeline.filters.url_filter import URLFilter
+from datatrove.pipeline.filters.url_filter import URLFilter, normalize, normalizer
 from datatrove.utils._import_utils import ASSETS_PATH
 
 from curation.core.stage import Stage, Verdict
@@ -28,6 +28,41 @@ WORD_LISTS = {"banned_words": "banned_words.txt", "banned_subwords": "banned_sub
 
 def _asset_lines(name: str) -> list[str]:
     return [line.strip() for line in (Path(ASSETS_PATH) / name).read_text().splitlines() if line.strip()]
+
+
+class FastURLFilter(URLFilter):
+    """datatrove's decisions without parsing the URL's domain when no domain is block-listed.
+
+    tldextract's split of the host (about half of datatrove's ~22 us per URL, and ~20 ms to load
+    the suffix list in every new filter, i.e. every shard) only serves the domain lists, empty
+    unless ``blocked_domains`` or the UT1 list is given. The word lists (the other half: Python
+    loops over 290 words) are checked as set operations, which count the same words.
+    """
+
+    def filter(self, document: Document) -> bool | tuple[bool, str]:
+        self.download_data()
+        url = document.metadata.get("url")
+
+        assert url, "Document does not have url in its metadata"
+        if self.block_listed_domains:
+            url_info = self.tldextractor(url)
+            if url_info.registered_domain in self.block_listed_domains:
+                return False, "domain"
+            if url_info.fqdn in self.block_listed_domains:
+                return False, "subdomain"
+
+        if url in self.block_listed_url:
+            return False, "url"
+
+        url_words = set(normalizer.split(url))
+        if not self.banned_words.isdisjoint(url_words):
+            return False, "hard_blacklisted"
+        if len(self.soft_banned_words & url_words) >= self.soft_word_threshold:
+            return False, "soft_blacklisted"
+
+        if self.banned_subwords and next(self.banned_subwords_automaton.iter(normalize(url)), False):
+            return False, "blacklisted_subword"
+        return True
 
 
 class URLFilterStage(Stage):
@@ -42,12 +77,13 @@ class URLFilterStage(Stage):
         datatrove_word_lists: bool = True,
         ut1_blocklist: bool = False,
         soft_word_threshold: int = 2,
+        filter_class: type[URLFilter] = FastURLFilter,  # datatrove's own where a benchmark compares with it
     ):
         from tldextract import TLDExtract
 
         words = {key: _asset_lines(file) if datatrove_word_lists else [] for key, file in WORD_LISTS.items()}
         words["banned_words"] = [*words["banned_words"], *blocked_words]
-        self.filter = URLFilter(
+        self.filter = filter_class(
             soft_word_threshold=soft_word_threshold,
             extra_domains=[d.lower() for d in blocked_domains] or None,
             extra_urls=list(blocked_urls) or None,
@@ -65,11 +101,12 @@ class URLFilterStage(Stage):
         url = doc.metadata.get("url")
         if not url:
             return True
+        parts = urlsplit(url)
         if self.allowed_schemes is not None:  # mailto:, javascript:, ftp: ... are not pages
-            scheme = urlsplit(url).scheme.lower()
+            scheme = parts.scheme.lower()
             if scheme not in self.allowed_schemes:
                 return False, f"url_scheme:{scheme or 'none'}"
-        host = (urlsplit(url).hostname or "").lower()
+        host = (parts.hostname or "").lower()
         if any(host == d or host.endswith("." + d) for d in self.blocked_domains):
             return False, "url_domain"
         verdict = self.filter.filter(doc)
