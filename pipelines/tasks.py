@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from curation.core.replay import load_effects, replayed, replaying, save_effects
+from curation.core.replay import load_effects, replayed, replayed_time_s, replaying, save_effects
 from curation.core.sampling import sample_curated_text
 from curation.core.stage import TextMeasure
 from curation.core.stats import StageStats
@@ -87,6 +87,9 @@ def _curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
     stages = replaying(build(plan), load_effects(run.sample_cache(shard.name)), skip=NOT_REPLAYED)
     measure = _token_measure(run)
     stats = write_stage_outputs(stages, read_file(shard.file), measure, run.filtered(shard.name), lambda stage: run.rejected(stage, shard.name))
+    sampled = replayed_time_s(stages)
+    for stage in stats:  # a stage's time is also what it spent on this shard in the sample pass
+        stage.wall_time_s += sampled.get(stage.name, 0.0)
     where = {"input": shard.file.path, "source": shard.file.source, "domain": shard.file.domain, "token_count_time_s": round(measure.time_s, 3)}
     payload = _finish_shard(run, CURATE.name, shard.name, started, stats, **where)
     run.sample_cache(shard.name).unlink(missing_ok=True)

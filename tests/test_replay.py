@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 from contextlib import ExitStack
 
+import pytest
+
 from curation.readers import InputFile, read_file
-from curation.core.replay import Replaying, load_effects, replaying, save_effects
+from curation.core.replay import Replaying, load_effects, replayed_time_s, replaying, save_effects
 from curation.core.stage import TextMeasure, run_stage
 from curation.core.stats import StageStats
 from pipelines.config import WebCorpusConfig
@@ -44,3 +46,19 @@ def test_replayed_stages_give_what_computing_them_gives(tmp_path):
             stage.stage.apply = None  # the wrapped stage must not run at all: every record is known
     assert _run(replayed, _docs()) == reference
     assert sum(s.replayed for s in replayed if isinstance(s, Replaying)) > 60
+
+
+def test_the_replaying_pass_credits_each_stage_with_what_its_results_cost(tmp_path):
+    """A stage's time in the funnel includes what it spent in the sample pass on the results the
+    curate pass replays: otherwise half of extraction's cost would vanish from the stage shares."""
+    cfg = WebCorpusConfig()
+    recording = replaying(build_stages(cfg), record=True, skip=NOT_REPLAYED)
+    _run(recording, _docs())
+    save_effects(tmp_path / "effects.pickle", recording)
+    again = replaying(build_stages(cfg), known=load_effects(tmp_path / "effects.pickle"), skip=NOT_REPLAYED)
+    _run(again, _docs())
+    credit = replayed_time_s(again)
+    assert credit["extract"] > 0 and set(credit) <= {s.name for s in again}
+    # each stage is credited exactly the time its recorded results took
+    recorded = {s.name: sum(e[5] for e in s.recorded.values()) for s in recording if isinstance(s, Replaying) and s.recorded}
+    assert credit == pytest.approx({k: v for k, v in recorded.items() if v})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections import Counter
 
 from datatrove.data import Document
@@ -26,8 +27,9 @@ from tokenizer.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
-# what one stage did to one document: verdict, new text (None: unchanged), metadata set, metadata removed, counters
-Effect = tuple[Verdict, "str | None", dict, list, "dict | None"]
+# what one stage did to one document: verdict, new text (None: unchanged), metadata set, metadata removed, counters,
+# and the seconds it took (credited to the stage in the funnel of the pass that replays it)
+Effect = tuple[Verdict, "str | None", dict, list, "dict | None", float]
 
 
 class Replaying(Stage):
@@ -41,6 +43,7 @@ class Replaying(Stage):
         self.known = known or {}
         self.recorded: dict[str, Effect] | None = {} if record else None
         self.replayed = 0
+        self.replayed_time_s = 0.0  # what the replayed results cost when they were computed
 
     def open(self) -> None:
         self.stage.open()
@@ -52,7 +55,8 @@ class Replaying(Stage):
         effect = self.known.get(doc.id)
         if effect is not None:
             self.replayed += 1
-            verdict, text, changed, removed, counters = effect
+            verdict, text, changed, removed, counters = effect[:5]
+            self.replayed_time_s += effect[5] if len(effect) > 5 else 0.0
             if text is not None:
                 doc.text = text
             doc.metadata.update(changed)
@@ -62,7 +66,9 @@ class Replaying(Stage):
                 self.counters = Counter(counters)
             return verdict
         text_before, metadata_before = doc.text, dict(doc.metadata)
+        start = time.perf_counter()
         verdict = self.stage.apply(doc)
+        seconds = time.perf_counter() - start
         inner = self.stage.__dict__.get("counters")
         counters = dict(inner) if inner else None
         if inner:  # run_stage collects counters from the stage it was given: this wrapper
@@ -71,7 +77,7 @@ class Replaying(Stage):
         if self.recorded is not None:
             changed = {k: v for k, v in doc.metadata.items() if k not in metadata_before or metadata_before[k] is not v}
             removed = [k for k in metadata_before if k not in doc.metadata]
-            self.recorded[doc.id] = (verdict, None if doc.text is text_before else doc.text, changed, removed, counters)
+            self.recorded[doc.id] = (verdict, None if doc.text is text_before else doc.text, changed, removed, counters, seconds)
         return verdict
 
 
@@ -84,6 +90,11 @@ def replaying(stages: list[Stage], known: dict[str, dict[str, Effect]] | None = 
 def replayed(stages: list[Stage]) -> int:
     """How many stage results were replayed, not computed."""
     return sum(s.replayed for s in stages if isinstance(s, Replaying))
+
+
+def replayed_time_s(stages: list[Stage]) -> dict[str, float]:
+    """By stage name, what its replayed results cost in the pass that computed them."""
+    return {s.name: s.replayed_time_s for s in stages if isinstance(s, Replaying) and s.replayed_time_s}
 
 
 def save_effects(path, stages: list[Stage]) -> None:
