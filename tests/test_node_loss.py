@@ -10,6 +10,8 @@ disk in the run's eyes: sources and run directory are on moto's S3 server, as in
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,14 +52,13 @@ def test_a_worker_node_killed_mid_run_changes_no_output(tmp_path, monkeypatch):
         args = ["--no-progress", "--config", str(config), "dedup.partitions=2"]
         with open(tmp_path / "driver.log", "w") as log:  # a file, not a pipe: nobody reads a pipe while the test polls
             proc = subprocess.Popen([sys.executable, "-m", "pipelines.web_corpus", *args], cwd=tmp_path, env=env, stdout=log, stderr=log)
-        worker_id = _worker_node_id(head.dashboard_url)
         deadline = time.time() + 600
-        # mid-curation: a shard is done, and the worker node is curating another
-        while proc.poll() is None and time.time() < deadline and not (
-            fs.glob("nodes/runs/sample/stats/curate/*.json") and _running_on(head.dashboard_url, worker_id, "curate_shard")
-        ):
-            time.sleep(0.2)
-        assert proc.poll() is None, f"the run ended before the node could be killed: {_tail(tmp_path / 'driver.log')}"
+        # mid-curation, and no race: the node is frozen (SIGSTOP) before we look at what it runs, and
+        # killed only if one of its processes is inside curate_shard then (Ray's state API lags by a
+        # second: a kill timed by it could land after the task had finished, and nothing ran again)
+        while not _frozen_inside(worker.pgid, "curate_shard"):
+            assert proc.poll() is None and time.time() < deadline, f"the run ended before the node could be killed: {_tail(tmp_path / 'driver.log')}"
+            time.sleep(0.1)
         local_ray.stop_node(worker.pgid)
         killed_at = len(fs.glob("nodes/runs/sample/stats/curate/*.json"))
         assert proc.wait(timeout=900) == 0, _tail(tmp_path / "driver.log")
@@ -78,17 +79,29 @@ def _tail(path) -> str:
     return path.read_text()[-4000:]
 
 
-def _worker_node_id(dashboard_url: str) -> str:
-    from ray.util.state import list_nodes
+def _frozen_inside(pgid: int, task: str) -> bool:
+    """Stop every process of the node; leave it stopped and say True if one was running ``task``
+    (a Ray worker's title is ``ray::<task>`` while it runs one), else let it go on."""
+    pids = local_ray._session(pgid)
+    for pid in pids:
+        _signal(pid, signal.SIGSTOP)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(f"ray::{task}".encode()):
+                    return True
+        except OSError:
+            pass
+    for pid in pids:
+        _signal(pid, signal.SIGCONT)
+    return False
 
-    return next(n.node_id for n in list_nodes(address=dashboard_url) if not n.is_head_node)
 
-
-def _running_on(dashboard_url: str, node_id: str, name: str) -> bool:
-    from ray.util.state import list_tasks
-
-    running = list_tasks(address=dashboard_url, filters=[("node_id", "=", node_id), ("state", "=", "RUNNING")], raise_on_missing_output=False)
-    return any(t.func_or_class_name.endswith(name) for t in running)
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _tasks(dashboard_url: str) -> list:
