@@ -16,7 +16,6 @@ encodes the whole text, as before.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Callable
 
@@ -73,16 +72,12 @@ class WordCountCache:
             self.words[word] = len(ids)
 
 
+@functools.lru_cache(maxsize=4)
 def token_counter(model: bytes) -> Callable[[str], int]:
     """The cheapest exact counter for ``model``: cached per word where that is exact, else encoding.
 
     One per model and process, so a Ray worker that curates shard after shard keeps its words.
     """
-    return _counter(hashlib.sha256(model).hexdigest(), model)
-
-
-@functools.lru_cache(maxsize=4)
-def _counter(sha256: str, model: bytes) -> Callable[[str], int]:
     processor = spm.SentencePieceProcessor(model_proto=model)
     if counts_by_word(model):
         return WordCountCache(processor)

@@ -56,7 +56,7 @@ class Replaying(Stage):
         if effect is not None:
             self.replayed += 1
             verdict, text, changed, removed, counters = effect[:5]
-            self.replayed_time_s += effect[5] if len(effect) > 5 else 0.0
+            self.replayed_time_s += effect[5] if len(effect) > 5 else 0.0  # a file an older version left to a resumed run
             if text is not None:
                 doc.text = text
             doc.metadata.update(changed)
