@@ -64,6 +64,8 @@ def kept_vocabulary():
 SEGMENT_CASES = (
     "don't\n's", ":)\t:)", "8 )", "a.\n.b", "e.g.\u00a0e.g.", "C++  C++", " lead", "trail \n", "\r\nx\r\n", "(:\n:)",
     "x\u2028y\u3000z", "  ", "\n", "'s\n's 's  's", "o.O\to.0", "\u00a0\u00a0a", "IS_ALPHA and more",
+    # special cases' patterns across one space, beside real special cases they could hide
+    ": ) :) : )", "(: :) ( : (:", "x' s 's it's", "10 a.m . a.m. (a.m.)", "o. O o.O", ":- ) :-) :-)) : -)", "Note: 1 thing: p",
 )
 
 
@@ -71,6 +73,8 @@ def test_words_are_datatrove_words(kept_vocabulary):
     reference = SpaCyTokenizer("en")
     for i, text in enumerate(texts() + SEGMENT_CASES + texts()):  # twice: the second time from spaCy's cache
         assert kept_vocabulary.word_tokenize(text) == reference.word_tokenize(text), (i, text[:200])
+    # the cases above include spaces a pattern could match across, whose pieces are split together
+    assert any(" " in piece for text in SEGMENT_CASES for piece in kept_vocabulary._pieces.pieces(text))
 
 
 def test_sentences_are_datatrove_sentences(kept_vocabulary):

@@ -9,13 +9,17 @@ only marks sentence starts, which word splitting never reads, so it is skipped. 
 same: spaCy's tokenizer does not depend on what its vocabulary already holds
 (``tests/test_fast_filters.py`` checks it document by document on the bundled corpus).
 
-Kept lexemes also let spaCy cache how it split each piece of text between spaces, but it stops
-caching a text's pieces after the first special case, and a newline is one: only a page's first
-line was ever cached. So a text is split into segments at every run of whitespace other than a
-single space, and each segment is tokenized on its own. That gives the same words: spaCy splits
-the pieces between whitespace independently of each other, and such a run always becomes a
-whitespace token of its own, which no special case can span unless a special case mixes
-whitespace with other characters (none in the languages used; checked, else the text goes whole).
+A page repeats most of its words, and other pages repeat them too, so each whitespace-delimited
+piece of a text is split once per process and its words are looked up after that (``WordPieces``;
+spaCy's own cache of pieces stops caching a text's pieces after its first special case, and a
+newline is one). spaCy splits the pieces between whitespace independently of each other, and
+whitespace other than a single space becomes a token of its own, which no special case spans
+unless a special case mixes whitespace with other characters (none in the languages used;
+checked, else the text goes whole). One thing looks across pieces: the phrase matcher that
+applies special cases runs over the whole text, so a pattern may match across a single space
+(``: )`` for ``:)``). Such a match is never applied (no special case holds a space), but it may
+hide a real one it overlaps. So the spaces where a pattern's consecutive tokens meet (``:`` then
+``)``) are found first, and the pieces on both sides are split together, as spaCy would see them.
 
 An instance goes where datatrove's filters take a language (``language=``): datatrove's
 ``load_word_tokenizer`` accepts a tokenizer there, and because ``split_into_words`` caches its last
@@ -28,19 +32,22 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from itertools import chain
 
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, strip_strings
 
 logger = logging.getLogger(__name__)
 
-# whitespace that spaCy keeps as a token of its own: any run but a single space
-SEGMENT_BREAKS = re.compile(r"\s{2,}|[^\S ]")
+# Distinct pieces whose words are kept per process (a few hundred bytes each); then it starts afresh
+MAX_CACHED_PIECES = 200_000
+# joins pieces to be split in one call: a whitespace token of its own, which no pattern spans
+PIECE_BREAK = "\n"
 # spaCy's cache of split pieces stops growing at 10,000 entries by default (a few dozen pages);
 # 100,000 pieces hold ~20 MB and nearly all the hits of more
 PIECE_CACHE_SIZE = 100_000
 
 
-def segments_split_alone(tokenizer) -> bool:
+def pieces_split_alone(tokenizer) -> bool:
     """Whether ``tokenizer`` is spaCy's rule-based one (not a segmenter: zh, ja, ...) and none of its
     special cases mixes whitespace with other characters."""
     from spacy.tokenizer import Tokenizer
@@ -48,6 +55,95 @@ def segments_split_alone(tokenizer) -> bool:
     if type(tokenizer) is not Tokenizer:
         return False
     return all(key.isspace() or not any(c.isspace() for c in key) for key in tokenizer.rules)
+
+
+class PatternJoints:
+    """The single spaces where a special case's phrase-matcher pattern could match across: a space
+    with a pattern's token ``a`` ending before it and the pattern's next token ``b`` starting after.
+
+    spaCy adds a special case to its matcher when affixes may split it (``faster_heuristics``);
+    the pattern is the special case split without special cases, as a tokenizer with no rules does.
+    A regex over all (a, b) pairs is slow in Python's ``re``; spaces are found by the characters
+    around them (one scan), then the few candidates are checked against the pairs.
+    """
+
+    def __init__(self, tokenizer):
+        from spacy.tokenizer import Tokenizer
+
+        t = tokenizer
+        plain = Tokenizer(t.vocab, rules={}, prefix_search=t.prefix_search, suffix_search=t.suffix_search,
+                          infix_finditer=t.infix_finditer, token_match=t.token_match, url_match=t.url_match)
+        self.pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for key in t.rules:
+            if t.faster_heuristics and not (t.find_prefix(key) or t.find_infix(key) or t.find_suffix(key)):
+                continue
+            tokens = [token.text for token in plain(key)]
+            for a, b in zip(tokens, tokens[1:]):
+                pairs = self.pairs.setdefault((a[-1], b[0]), [])
+                if (a, b) not in pairs:
+                    pairs.append((a, b))
+        before, after = ("".join(sorted({k[i] for k in self.pairs})) for i in (0, 1))
+        self.candidates = re.compile(f"[{re.escape(before)}] (?=[{re.escape(after)}])") if self.pairs else None
+
+    def find(self, text: str) -> list[int]:
+        if self.candidates is None:
+            return []
+        out = []
+        for match in self.candidates.finditer(text):
+            space = match.start() + 1
+            for a, b in self.pairs.get((text[space - 1], text[space + 1]), ()):
+                if text.startswith(a, space - len(a)) and text.startswith(b, space + 1):
+                    out.append(space)
+                    break
+        return out
+
+
+class WordPieces:
+    """The words of a text, from the words of each of its pieces, each piece split by spaCy once.
+
+    A piece is a run of non-whitespace, or several joined by single spaces where a pattern could
+    match across them (``PatternJoints``): no match crosses from one piece into another, so
+    spaCy's words for the text are its pieces' words in order (whitespace gives no words).
+    """
+
+    def __init__(self, split, joints: PatternJoints, max_pieces: int = MAX_CACHED_PIECES):
+        self.split, self.joints, self.max_pieces = split, joints, max_pieces
+        self.words: dict[str, tuple[str, ...]] = {}
+
+    def __call__(self, text: str) -> list[str] | None:
+        pieces = self.pieces(text)
+        if pieces is None:
+            return None
+        try:
+            return list(chain.from_iterable(map(self.words.__getitem__, pieces)))
+        except KeyError:
+            self._learn(pieces)
+            return list(chain.from_iterable(map(self.words.__getitem__, pieces)))
+
+    def pieces(self, text: str) -> list[str] | None:
+        """The text's pieces (None: it holds the marker this needs, so the caller splits it whole)."""
+        joined = self.joints.find(text)
+        if not joined:
+            return text.split()
+        if "\0" in text:
+            return None
+        cuts = [text[a + 1 : b] for a, b in zip([-1, *joined], [*joined, len(text)])]
+        return [piece.replace("\0", " ") for piece in "\0".join(cuts).split()]
+
+    def _learn(self, pieces: list[str]) -> None:
+        new = [p for p in dict.fromkeys(pieces) if p not in self.words]
+        if len(self.words) + len(new) > self.max_pieces:
+            self.words = {}
+        words: list[str] = []
+        tokens = iter(self.split(PIECE_BREAK.join(new)))
+        for piece in new:
+            words.clear()
+            for token in tokens:
+                word = token.text
+                if word.isspace():  # the break after this piece (lexeme flags such as is_space are not set)
+                    break
+                words.append(word)
+            self.words[piece] = tuple(words)
 
 
 class KeptVocabularyTokenizer(SpaCyTokenizer):
@@ -62,9 +158,10 @@ class KeptVocabularyTokenizer(SpaCyTokenizer):
             # a new lexeme's attributes (shape, norm, flags...) are computed in Python and no word
             # depends on them: spaCy's tokenizer reads only a lexeme's text and length
             nlp.vocab.lex_attr_getters = {}
-            self._segments = segments_split_alone(nlp.tokenizer)
-            if self._segments:
+            self._pieces = None
+            if pieces_split_alone(nlp.tokenizer):
                 nlp.tokenizer.max_cache_size = PIECE_CACHE_SIZE
+                self._pieces = WordPieces(nlp.tokenizer, PatternJoints(nlp.tokenizer))
         return self._tokenizer
 
     def word_tokenize(self, text: str) -> list[str]:
@@ -77,9 +174,8 @@ class KeptVocabularyTokenizer(SpaCyTokenizer):
             nlp = self.tokenizer
         tokenize = nlp.tokenizer
         try:
-            if not self._segments:
-                return strip_strings([token.text for token in tokenize(text)])
-            return strip_strings([token.text for segment in SEGMENT_BREAKS.split(text) if segment for token in tokenize(segment)])
+            words = self._pieces(text) if self._pieces is not None else None
+            return words if words is not None else strip_strings([token.text for token in tokenize(text)])
         except Exception:  # datatrove's own workaround for the strings that break spaCy
             return super().word_tokenize(text)
 
