@@ -35,8 +35,10 @@ system-test-deps:
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose postgresql >/dev/null || \
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver docker-compose postgresql >/dev/null; }; }
 
+# Two test processes: each file stays on one, with the files that share a session-wide run (the
+# bundled run, the mixed run, the Ray Train reference losses) on the same one (tests/conftest.py).
 test: setup system-test-deps
-	$(PY) -m pytest -q --timeout=900 --durations=25
+	$(PY) -m pytest -q -n 2 --dist loadgroup --timeout=900 --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m 'not slow' --timeout=600

@@ -79,3 +79,30 @@ def straight_losses(synthetic_shards, tmp_path_factory) -> list[tuple[int, float
     result = subprocess.run(ray_cmd(synthetic_shards, tmp / "run", "checkpoint.every=0"), env=env(tmp), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return losses((tmp / "run" / "metrics.jsonl").read_text())
+
+
+# Session fixtures whose run is costly: under pytest-xdist every file that uses one goes to the
+# same worker, so each run happens once.
+SHARED_RUNS = ("bundled_run", "mixed_run", "straight_losses")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``-n N --dist loadgroup``: a file's tests stay on one worker, in order (test_service's
+    tests build on the jobs of the tests before them), and files sharing a costly run, directly or
+    through another file, are grouped."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        for shared in (f for f in SHARED_RUNS if f in getattr(item, "fixturenames", ())):
+            parent[root(path)] = root(shared)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(root(item.nodeid.split("::")[0])))
