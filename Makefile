@@ -38,7 +38,7 @@ system-test-deps:
 # Two test processes: each file stays on one, with the files that share a session-wide run (the
 # bundled run, the mixed run, the Ray Train reference losses) on the same one (tests/conftest.py).
 test: setup system-test-deps
-	$(PY) -m pytest -q -n 2 --dist loadgroup --timeout=900 --durations=25
+	$(PY) -m pytest -q -n 2 --dist loadfile --timeout=900 --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m 'not slow' --timeout=600

@@ -71,7 +71,8 @@ class WebCorpusConfig(Strict):
     quality: QualityConfig = QualityConfig()
     domain_classifier: DomainClassifierConfig = DomainClassifierConfig()
     pii: PIIConfig = PIIConfig()
-    dedup: DedupConfig = DedupConfig()
+    # a factory: building one at import would import datasketch and SciPy (its bands) into every Ray worker
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
     mix: MixConfig = MixConfig()
     shards: ShardsConfig = ShardsConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()

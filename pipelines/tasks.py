@@ -17,8 +17,7 @@ from curation.core.replay import load_effects, replayed, replayed_time_s, replay
 from curation.core.sampling import sample_curated_text
 from curation.core.stage import TextMeasure
 from curation.core.stats import StageStats
-from curation.dedup.removal import DuplicateRemoval, read_decisions, write_survivor_index
-from curation.dedup.steps import decisions_dir
+from curation.dedup.removal import DuplicateRemoval, decisions_dir, read_decisions, write_survivor_index
 from curation.readers import read_file
 from curation.readers.sources import Shard
 from curation.writers.shards import read_documents

@@ -1,3 +1,4 @@
+import ast
 import json
 import os
 import subprocess
@@ -81,18 +82,16 @@ def straight_losses(synthetic_shards, tmp_path_factory) -> list[tuple[int, float
     return losses((tmp / "run" / "metrics.jsonl").read_text())
 
 
-# Session fixtures whose run is costly: under pytest-xdist every file that uses one goes to the
-# same worker, so each run happens once.
+# Session fixtures whose run is costly: under pytest-xdist (``make test``: ``-n 2 --dist loadfile``)
+# every file that uses one, directly or through a fixture of its own, goes to the same worker with
+# the files it shares runs with, so each run happens once; a file's tests stay on one worker, in
+# order (test_service's tests build on the jobs of the tests before them).
 SHARED_RUNS = ("bundled_run", "mixed_run", "straight_losses")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Under ``-n N --dist loadgroup``: a file's tests stay on one worker, in order (test_service's
-    tests build on the jobs of the tests before them), and files sharing a costly run, directly or
-    through another file, are grouped."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
+def shared_run_groups(tests_dir: Path = ROOT / "tests") -> dict[str, str]:
+    """Test file (as in node ids) -> the group of files it shares a costly run with, read from
+    the parameters of the file's functions (the controller schedules before any collection)."""
     parent: dict[str, str] = {}
 
     def root(key: str) -> str:
@@ -100,9 +99,28 @@ def pytest_collection_modifyitems(config, items):
             key = parent[key]
         return key
 
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        for shared in (f for f in SHARED_RUNS if f in getattr(item, "fixturenames", ())):
-            parent[root(path)] = root(shared)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(root(item.nodeid.split("::")[0])))
+    for path in sorted(tests_dir.glob("test_*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                for arg in node.args.args:
+                    if arg.arg in SHARED_RUNS:
+                        parent[root(name)] = root(arg.arg)
+    return {name: root(name) for name in parent if name.endswith(".py")}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    # xdist's own grouping (``--dist loadgroup``) renames node ids in a way pytest 9 ignores, so a
+    # file's tests would be spread over workers; this groups files instead
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    groups = shared_run_groups()
+
+    class SharedRunScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return groups.get(path, path)
+
+    return SharedRunScheduling(config, log)

@@ -33,6 +33,12 @@ class DuplicateRemoval(Stage):
         return False, reason
 
 
+def decisions_dir(work: Path, shard: str) -> Path:
+    """Where dedup's last step leaves one shard's removals (here, not beside the steps: the curate
+    workers import this module, and the steps' MinHash imports datasketch and SciPy, ~0.7 s)."""
+    return work / "decisions" / shard
+
+
 def read_decisions(folder: Path) -> Decisions:
     """One shard's removals, as ``curation.dedup.steps.survivor_partition`` wrote them."""
     table = read_partition(folder)

@@ -44,6 +44,7 @@ from curation.dedup.partitions import (
     signature_matrix,
     write_arrow,
 )
+from curation.dedup.removal import decisions_dir
 from curation.dedup.survivors import choose_survivors, exact_key
 from curation.writers.shards import read_documents
 from tokenizer.store_path import readable
@@ -244,7 +245,3 @@ def survivor_partition(work: Path, k: int, shard_ranges: Sequence[tuple[str, int
                 },
             )
     return len(removed)
-
-
-def decisions_dir(work: Path, shard: str) -> Path:
-    return work / "decisions" / shard

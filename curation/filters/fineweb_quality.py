@@ -16,11 +16,14 @@ from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
 from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, load_word_tokenizer
 
+from curation.filters.words import import_spacy
+
 
 def _pieces_bound_words(tokenizer) -> bool:
     """Whether every whitespace-separated piece yields at least one word (spaCy's rule-based tokenizer)."""
     if not isinstance(tokenizer, SpaCyTokenizer) or tokenizer.language == "ja":  # ja: datatrove chunks by bytes
         return False
+    import_spacy()
     from spacy.tokenizer import Tokenizer
 
     return type(tokenizer.tokenizer.tokenizer) is Tokenizer  # not a segmenter (zh: jieba, ...)
