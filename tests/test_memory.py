@@ -58,3 +58,25 @@ def test_worker_max_tasks_gives_every_task_a_fresh_worker_process():
     with ray_session(RayConfig(num_cpus=1, worker_max_tasks=1)):
         pids = run_tasks(_worker_pid, [(i,) for i in range(3)], "pids", progress=False)
     assert len(set(pids)) == 3 and os.getpid() not in pids
+
+
+def test_a_curation_worker_loads_neither_torch_nor_datasketch():
+    """What a curate task imports and builds (its module, the quality filters' spaCy tokenizer)
+    leaves torch (~230 MiB and ~1 s of start-up a worker; thinc only probes it) and datasketch with
+    SciPy (dedup's) out, and torch still imports afterwards where a task needs it."""
+    code = """
+import sys
+import pipelines.tasks
+from curation.filters.fineweb_quality import FastFineWebQualityFilter
+from curation.filters.words import shared_word_tokenizer
+words = shared_word_tokenizer("en").word_tokenize("Prices rose 3% :) in May.")
+sentences = shared_word_tokenizer("en").sent_tokenize("One. Two.")
+assert words == ["Prices", "rose", "3", "%", ":)", "in", "May", "."], words
+assert len(sentences) == 2, sentences
+loaded = sorted(m for m in ("torch", "datasketch", "scipy") if m in sys.modules)
+import torch
+print("LOADED", loaded, int(torch.ones(2).sum()))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "LOADED [] 2" in result.stdout, result.stdout
