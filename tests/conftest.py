@@ -109,6 +109,7 @@ def shared_run_groups(tests_dir: Path = ROOT / "tests") -> dict[str, str]:
     return {name: root(name) for name in parent if name.endswith(".py")}
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's: pytest without xdist must not refuse it
 def pytest_xdist_make_scheduler(config, log):
     # xdist's own grouping (``--dist loadgroup``) renames node ids in a way pytest 9 ignores, so a
     # file's tests would be spread over workers; this groups files instead
