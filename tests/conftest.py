@@ -14,6 +14,13 @@ REAL_CRAWL = CORPUS / "real_crawl" / "iana.warc.gz"
 # Tests must never reach a model hub; everything they need ships in the repo or a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# `make test` runs two pytest processes on the machine's cores. A torch process sized for all the
+# cores beside another busy worker spends its time in OpenMP barriers waiting for a descheduled
+# thread: the tiny-model test took 35 s alone with two threads and 147 s under `-n 2`. So each
+# pytest process, and every trainer it starts, gets its share of the cores.
+TORCH_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
+
 
 def run_in_triton_interpreter(code: str) -> None:
     """Runs ``code`` in a fresh interpreter with Triton's CPU interpreter on (it must be set before

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from scripts.s3_server import FlakyProxy, start_moto, upload_folder
+from tests.conftest import TORCH_THREADS
 from tests.ray_train_runs import CREDENTIALS, RUN, env, losses, ray_cmd
 
 
@@ -97,7 +98,7 @@ def test_training_killed_on_s3_resumes_to_the_same_losses(synthetic_shards, tmp_
     upload_folder(fs, synthetic_shards, f"{bucket}/run/tokens")
     cmd = [sys.executable, "-m", "trainer", "--data", f"s3://{bucket}/run/tokens", "--out", f"s3://{bucket}/run/train", "--no-progress",
            *RUN, "checkpoint.every=4"]
-    run_env = env(tmp_path, AWS_ENDPOINT_URL=endpoint, OMP_NUM_THREADS="2", **CREDENTIALS)
+    run_env = env(tmp_path, AWS_ENDPOINT_URL=endpoint, OMP_NUM_THREADS=str(TORCH_THREADS), **CREDENTIALS)
     proc = subprocess.Popen(cmd, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     mirror = tmp_path / "cache" / "runs"
     wait_for_step(lambda: "".join(p.read_text() for p in mirror.glob("*/metrics.jsonl")), proc, 5)

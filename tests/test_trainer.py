@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TORCH_THREADS
 from tokenizer.shards import TokenShard
 from trainer.model import Attention, ModelConfig, Transformer, lm_loss
 
@@ -26,7 +26,7 @@ TINY = [
 def train_cli(data, out, *overrides, nproc: int = 1):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
     cmd = [*launcher, "-m", "trainer", "--data", str(data), "--out", str(out), "--no-progress", *TINY, *overrides]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(max(1, 2 // nproc))}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(max(1, TORCH_THREADS // nproc))}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -101,7 +101,7 @@ def test_training_killed_between_checkpoints_resumes_to_the_same_loss_trajectory
     straight = straight10
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "trainer", "--data", str(tokens), "--out", str(out), "--no-progress", *TINY, *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(TORCH_THREADS)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 300
