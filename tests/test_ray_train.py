@@ -135,3 +135,43 @@ def test_the_service_gets_one_command_for_a_ray_train_job():
     cmd = entrypoint("s3://b/run/tokens", "s3://b/train", 4, 8, 1, overrides=["optim.steps=100"])
     assert cmd == ("python -m trainer.ray_train --data s3://b/run/tokens --storage s3://b/train --workers 4 --cpus-per-worker 8 "
                    "--gpus-per-worker 1 --max-failures 3 --preset tiny optim.steps=100")
+
+
+def test_the_capacity_watch_fails_only_a_shortfall_that_lasts_its_whole_wait():
+    from trainer.capacity import CapacityWatch
+
+    now, cluster = [0.0], {"CPU": 1.0}
+    watch = CapacityWatch({"CPU": 2.0, "GPU": 0.0}, wait_s=60, on_timeout=print, read=lambda: cluster, clock=lambda: now[0])
+    assert watch.check() is None  # the shortfall starts now
+    now[0] = 59.0
+    assert watch.check() is None
+    cluster["CPU"] = 2.0  # a node joined: the wait starts again at the next shortfall
+    now[0] = 61.0
+    assert watch.check() is None
+    cluster["CPU"] = 1.0
+    now[0] = 100.0
+    assert watch.check() is None
+    now[0] = 160.0
+    message = watch.check()
+    assert message is not None and "1 of the 2 CPU it needs" in message and "60 s" in message and "GPU" not in message
+
+
+@pytest.mark.slow
+def test_a_run_the_cluster_cannot_hold_fails_after_its_capacity_wait(synthetic_shards, tmp_path):
+    """Ray Train waits without limit for a worker group's resources, so a run whose lost node is
+    never replaced (here: two workers of one CPU on a one-CPU cluster) would stay running for ever.
+    It fails once ``--capacity-wait-s`` has passed, saying what the cluster lacks, in its stderr and
+    in error.txt (what the service shows)."""
+    from service import local_ray
+
+    head = local_ray.start_head(num_cpus=1, log_dir=tmp_path)
+    try:
+        cmd = [*ray_cmd(synthetic_shards, tmp_path / "run"), "--capacity-wait-s", "8"]
+        run_env = {**env(tmp_path), **local_ray.ray_env(), "RAY_ADDRESS": head.gcs_address}
+        result = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=300)
+    finally:
+        local_ray.stop_node(head.pgid)
+    assert result.returncode == 2, result.stderr[-4000:]
+    assert "1 of the 2 CPU it needs" in result.stderr
+    assert "1 of the 2 CPU it needs" in (tmp_path / "run" / "error.txt").read_text()
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -12,7 +12,9 @@ stays the way to train on one node.
 A lost worker (its process or its node) fails the attempt; Ray Train's ``FailureConfig`` starts a
 new worker group, up to ``max_failures`` times, and the trainer, as on any start, resumes from the
 latest complete checkpoint in the run's storage (DCP state, the sampler's position, RNG), so the
-loss trajectory is the one an uninterrupted run follows. The trainer checkpoints to the run's
+loss trajectory is the one an uninterrupted run follows. Ray Train waits without limit for the
+resources of a new worker group; ``--capacity-wait-s`` bounds that wait (``trainer.capacity``), so
+a run whose lost node is never replaced fails with a message instead of hanging. The trainer checkpoints to the run's
 storage itself rather than through ``ray.train.report(checkpoint=...)``: DCP writes every rank's
 shard straight to the store, where Ray's report would stage a copy and upload it again.
 
@@ -32,11 +34,14 @@ import time
 from pathlib import Path
 
 from trainer import storage
+from trainer.capacity import CapacityWatch
 from trainer.config import PRESETS, TrainConfig, load_train_config, validate_train_config
 
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# an autoscaler brings a node in minutes; a run that lacks its resources for longer fails
+DEFAULT_CAPACITY_WAIT_S = 600.0
 
 
 def _record_worker(out_dir: str, rank: int, gpu_ids: list) -> None:
@@ -139,6 +144,17 @@ def _fail(out_dir: str, exc: BaseException) -> int:
     return 2
 
 
+def _give_up(out_dir: str):
+    def on_timeout(message: str) -> None:
+        _fail(out_dir, RuntimeError(message))
+        sys.stderr.flush()
+        # fit() is blocked in Ray Train's wait for resources; the run's controller and workers are
+        # actors of this driver, and Ray ends them when it exits
+        os._exit(2)
+
+    return on_timeout
+
+
 def _init_ray(workers: int, cpus_per_worker: float) -> None:
     import ray
 
@@ -156,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--storage", help="the run's folder or s3:// prefix (checkpoints, metrics.jsonl); default: out_dir")
     parser.add_argument("--max-failures", type=int, default=3, help="lost workers (or nodes) recovered from before the run fails")
+    parser.add_argument("--capacity-wait-s", type=float, default=DEFAULT_CAPACITY_WAIT_S,
+                        help="fail once the cluster has lacked the workers' resources this long (a lost node not replaced); 0: wait forever")
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--config", help="YAML on top of the preset")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value")
@@ -170,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         return _fail(out_dir, exc)
     _init_ray(args.workers, args.cpus_per_worker)
+    need = {"CPU": args.workers * args.cpus_per_worker, "GPU": args.workers * args.gpus_per_worker}
     try:
-        result = launch(cfg, args.workers, args.cpus_per_worker, args.gpus_per_worker, args.max_failures)
+        with CapacityWatch(need, args.capacity_wait_s, _give_up(cfg.out_dir)):
+            result = launch(cfg, args.workers, args.cpus_per_worker, args.gpus_per_worker, args.max_failures)
     except Exception as exc:  # Ray Train's TrainingFailedError, after max_failures restarts
         return _fail(cfg.out_dir, exc)
     logger.info("finished: %s", result.metrics)
