@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from trainer.checkpoint import Checkpointer
 from trainer.config import OptimConfig, TrainConfig
+from trainer.cpu_allocator import keep_freed_memory
 from trainer.data import MixtureSampler, StepBatches, load_streams
 from trainer.distill import distill_loss, load_teacher
 from trainer.distributed import init_distributed
@@ -222,6 +223,8 @@ class Trainer:
 def train(cfg: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) per ``cfg``, resolved first against its data; returns the step metrics this process logged."""
     rank, world, device = init_distributed()
+    if device.type == "cpu":
+        keep_freed_memory()
     # a store's manifest and shards are cached on this node first
     train_streams, val_streams, manifest = load_streams(local_manifest(cfg.data.manifest), cfg.data.val_fraction)
     cfg = resolve(cfg, manifest)  # from here on the config does not change (it is frozen)
