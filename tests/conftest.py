@@ -17,9 +17,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # `make test` runs two pytest processes on the machine's cores. A torch process sized for all the
 # cores beside another busy worker spends its time in OpenMP barriers waiting for a descheduled
 # thread: the tiny-model test took 35 s alone with two threads and 147 s under `-n 2`. So each
-# pytest process, and every trainer it starts, gets its share of the cores.
+# pytest process, and every process it starts (trainers, Ray heads and the jobs they run), gets
+# its share of the cores (set in ``pytest_configure``).
 TORCH_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
+
+
+def pytest_configure(config):
+    # not in xdist's controller: it runs no test, and its workers would inherit its whole-machine share
+    controller = config.getoption("numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ
+    if not controller:
+        os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
 
 
 def run_in_triton_interpreter(code: str) -> None:
