@@ -14,9 +14,10 @@ new worker group, up to ``max_failures`` times, and the trainer, as on any start
 latest complete checkpoint in the run's storage (DCP state, the sampler's position, RNG), so the
 loss trajectory is the one an uninterrupted run follows. Ray Train waits without limit for the
 resources of a new worker group; ``--capacity-wait-s`` bounds that wait (``trainer.capacity``), so
-a run whose lost node is never replaced fails with a message instead of hanging. The trainer checkpoints to the run's
-storage itself rather than through ``ray.train.report(checkpoint=...)``: DCP writes every rank's
-shard straight to the store, where Ray's report would stage a copy and upload it again.
+a run whose lost node is never replaced fails with a message instead of hanging. The trainer
+checkpoints to the run's storage itself rather than through ``ray.train.report(checkpoint=...)``:
+DCP writes every rank's shard straight to the store, where Ray's report would stage a copy and
+upload it again.
 
 Each worker records where it runs in ``<storage>/workers/rank-<r>.json`` (node, pid, GPUs, the
 start of its attempt); Ray's own view, live, is the dashboard's ``/api/train/v2/runs/v1``.
