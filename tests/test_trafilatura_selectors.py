@@ -1,0 +1,176 @@
+"""trafilatura's XPaths as compiled attribute selectors: the same elements, so the same text.
+
+The bundled pages run through stock trafilatura with every XPath of ``SELECTOR_LISTS`` wrapped:
+at every call, in every state of the tree trafilatura prunes, the compiled selector must select
+the very elements the XPath selects, in the same order. Equal selections at every call make the
+whole extraction equal; the last test checks that end to end through the extraction stage.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from lxml import etree, html as lxml_html
+
+from curation.extraction import trafilatura_selectors as sel
+from tests.conftest import ROOT
+
+JSONL = ROOT / "data" / "sample_corpus" / "jsonl"
+
+
+def bundled_pages() -> list[str]:
+    pages = []
+    for domain in ("finance", "general"):
+        with gzip.open(JSONL / f"{domain}.jsonl.gz", "rt") as f:
+            pages += [json.loads(line)["html"] for line in f]
+    return pages
+
+
+@pytest.fixture(autouse=True)
+def stock_trafilatura():
+    sel.uninstall()
+    yield
+    sel.uninstall()
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def test_every_selector_selects_what_its_xpath_selects_on_the_bundled_pages():
+    from datatrove.pipeline.extractors.trafilatura import Trafilatura
+    from trafilatura import xpaths
+
+    calls, selected, mismatches = 0, 0, []
+
+    class Checked:
+        def __init__(self, xpath: etree.XPath, selector: sel.AttributeSelector):
+            self.xpath, self.selector = xpath, selector
+
+        def __call__(self, tree):
+            nonlocal calls, selected
+            expected = self.xpath(tree)
+            got = self.selector(tree)
+            calls += 1
+            selected += len(expected)
+            if not _same(expected, got):
+                mismatches.append((self.xpath.path[:60], len(expected), len(got)))
+            return expected
+
+    compiled = 0
+    for name in sel.SELECTOR_LISTS:
+        expressions = getattr(xpaths, name)
+        sel._replaced[name] = list(expressions)  # restored by uninstall()
+        for i, xpath in enumerate(expressions):
+            selector = sel.compile_selector(xpath.path)
+            if selector is not None:
+                expressions[i] = Checked(xpath, selector)
+                compiled += 1
+    assert compiled >= 12  # the expressions that cost trafilatura its time (see the module's docstring)
+
+    extract = Trafilatura(favour_precision=True, timeout=5, deduplicate=False).extract
+    pages = bundled_pages()
+    for page in pages:
+        extract(page)
+    assert not mismatches, mismatches[:5]
+    assert calls > 5 * len(pages) and selected > 1000  # the checks ran, and on elements that matter
+
+
+@pytest.mark.parametrize(
+    "page, xpath",
+    [
+        ('<div id="siteNav"></div><div id="SITENAV"></div><div id="nAv"></div>', './/*[contains(translate(@id, "N", "n"), "nav")]'),
+        ('<div class="Navigation"></div><div class="NavigatioN"></div><div class="navigatioN"></div>',
+         './/*[contains(translate(@class, "N", "n"), "navigation")]'),
+        ('<div class="FullText"></div><div class="FULLTEXT"></div><div class="fullText"></div>',
+         './/*[contains(translate(@class, "FULTEX","fultex"), "fulltext")]'),
+        ('<p class="shared"></p><span class="x share"></span><div class="Shar"></div><span class="share-bar"></span>', './/*[(self::div or self::span)][starts-with(@class, "shar")]'),
+        ('<div class="post"></div><div class="post "></div><div class="a post"></div>', './/*[@class="post" or @id="post"]'),
+        ('<div aria-hidden="true"></div><div aria-hidden="True"></div><div data-x=""></div>', './/*[@aria-hidden="true" or @data-x]'),
+        ('<div class="é-footer"></div><div class="footer\n"></div>', './/*[contains(@class, "footer") or @class="footer"]'),
+    ],
+)
+def test_a_selector_agrees_with_its_xpath_on_cases_and_characters(page, xpath):
+    tree = lxml_html.fromstring(f"<html><body>{page}</body></html>")
+    selector = sel.compile_selector(xpath)
+    assert selector is not None
+    expected = etree.XPath(xpath)(tree)
+    assert expected  # each case selects something, and not everything
+    assert _same(selector(tree), expected)
+
+
+def test_positions_select_the_first_match_or_each_parents_first_matching_child():
+    page = """<html><body>
+      <div class="x"><section class="main"><p>a</p></section><div class="main">b</div></div>
+      <article class="main"><div class="main"><div class="main">c</div></div></article>
+    </body></html>"""
+    tree = lxml_html.fromstring(page)
+    tests = '[(self::article or self::div or self::section)][contains(@class, "main")]'
+    for xpath in (f".//*{tests}[1]", f"(.//*{tests})[1]", f".//*{tests}"):
+        selector = sel.compile_selector(xpath)
+        assert selector is not None, xpath
+        expected = etree.XPath(xpath)(tree)
+        assert _same(selector(tree), expected), xpath
+        assert _same(selector(tree.getroottree()), etree.XPath(xpath)(tree.getroottree())), xpath
+    assert len(etree.XPath(f".//*{tests}[1]")(tree)) == 4  # per parent: not the same as the first overall
+
+
+def test_the_context_node_itself_is_never_selected():
+    tree = lxml_html.fromstring('<div class="footer"><div class="footer">inner</div></div>')
+    selector = sel.compile_selector('.//*[contains(@class, "footer")]')
+    assert [e.text for e in selector(tree)] == ["inner"] == [e.text for e in etree.XPath('.//*[contains(@class, "footer")]')(tree)]
+
+
+@pytest.mark.parametrize(
+    "xpath",
+    [
+        ".//header",
+        "(.//article)[1]",
+        ".//cite|.//quote",
+        './/*[contains(@class, "")]',  # true even without the attribute in XPath
+        './/*[contains(translate(@class, "AB", "a"), "x")]',  # translate that deletes
+        './/*[contains(@class, "a") and contains(@id, "b")]',
+        '(.//*[starts-with(@class, "main")])[2]',
+        '(.//*[(self::div)][starts-with(@class, "main")])[1]|(.//main)[1]',
+    ],
+)
+def test_expressions_of_another_shape_stay_xpaths(xpath):
+    assert sel.compile_selector(xpath) is None
+
+
+def test_install_replaces_in_place_and_uninstall_restores():
+    from trafilatura import main_extractor, xpaths
+
+    before = list(xpaths.OVERALL_DISCARD_XPATH)
+    assert sel.install() >= 12
+    assert sel.install() == 0
+    # main_extractor imported the list object itself: it sees the selectors
+    assert all(isinstance(e, sel.AttributeSelector) for e in main_extractor.OVERALL_DISCARD_XPATH)
+    sel.uninstall()
+    assert xpaths.OVERALL_DISCARD_XPATH == before
+
+
+def test_the_extract_stage_gives_stock_trafilatura_text():
+    from datatrove.data import Document
+    from datatrove.pipeline.extractors.trafilatura import Trafilatura
+
+    from curation.extraction.extract import TextExtraction
+
+    pages = bundled_pages()[::15]
+    stock = Trafilatura(favour_precision=True, timeout=5, deduplicate=False).extract
+    expected = [stock(p) for p in pages]
+    stage = TextExtraction(compiled_xpaths=True)
+    try:
+        got = []
+        for p in pages:
+            doc = Document(text=p, id="x")
+            got.append(doc.text if stage.apply(doc) is True else None)
+    finally:
+        stage.close()
+    assert [e or None for e in expected] == got
+    assert sum(g is not None for g in got) > len(pages) // 2
+    from trafilatura import xpaths
+
+    assert isinstance(xpaths.OVERALL_DISCARD_XPATH[0], etree.XPath)  # installed in the child only
