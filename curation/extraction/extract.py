@@ -8,7 +8,7 @@ from functools import partial
 from datatrove.data import Document
 from datatrove.pipeline.extractors.trafilatura import Trafilatura
 
-from curation.extraction import trafilatura_selectors
+from curation.extraction import trafilatura_fast
 from curation.extraction.extract_worker import WALL_CLOCK_FACTOR, ExtractionWorker
 from curation.core.stage import Stage, Verdict
 
@@ -26,8 +26,8 @@ def resiliparse_extract(html: str) -> str:
     return extract_plain_text(html, main_content=True)
 
 
-class WithCompiledSelectors:
-    """An extractor that first swaps trafilatura's XPaths for equal compiled selectors, in its own process.
+class WithFastTrafilatura:
+    """An extractor that first makes trafilatura faster with the same output (``trafilatura_fast``), in its own process.
 
     Called first in the extraction child (forked), so the Ray worker and anything else in the
     parent keep stock trafilatura.
@@ -39,8 +39,8 @@ class WithCompiledSelectors:
 
     def __call__(self, html: str) -> str | None:
         if not self.installed:
-            replaced = trafilatura_selectors.install()
-            logger.debug("trafilatura: %d XPaths compiled to attribute selectors", replaced)
+            replaced = trafilatura_fast.install()
+            logger.debug("trafilatura: %d XPaths compiled, element classes looked up in C", replaced)
             self.installed = True
         return self.extract_fn(html)
 
@@ -52,8 +52,9 @@ class TextExtraction(Stage):
     extractor loop or exhaust memory costs ``timeout_s`` (CPU seconds) and a rejection, not the
     worker. trafilatura's own cross-document deduplication is off: it keeps an LRU cache of text
     seen in earlier pages, which would make a page's text depend on which pages preceded it.
-    With ``compiled_xpaths`` the child evaluates trafilatura's pruning XPaths as compiled attribute
-    tests (``trafilatura_selectors``): the same text, in ~55% of the time.
+    With ``fast_trafilatura`` the child evaluates trafilatura's costliest XPaths as compiled attribute
+    tests and looks its element classes up in C (``trafilatura_fast``): the same text, in about half
+    the time.
     """
 
     name = "extract"
@@ -64,7 +65,7 @@ class TextExtraction(Stage):
         favour_precision: bool = True,
         max_html_bytes: int = 2_000_000,
         engine: str = "trafilatura",
-        compiled_xpaths: bool = True,
+        fast_trafilatura: bool = True,
     ):
         if engine not in ENGINES:
             raise ValueError(f"extract.engine must be one of {ENGINES}, got {engine!r}")
@@ -73,8 +74,8 @@ class TextExtraction(Stage):
         self.max_html_bytes = max_html_bytes
         if engine == "trafilatura":
             self.extract_fn = Trafilatura(favour_precision=favour_precision, timeout=timeout_s, deduplicate=False).extract
-            if compiled_xpaths:
-                self.extract_fn = WithCompiledSelectors(self.extract_fn)
+            if fast_trafilatura:
+                self.extract_fn = WithFastTrafilatura(self.extract_fn)
         else:
             self.extract_fn = partial(resiliparse_extract)
         self._sandbox: ExtractionWorker | None = None

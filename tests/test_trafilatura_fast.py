@@ -1,4 +1,4 @@
-"""trafilatura's XPaths as compiled attribute selectors: the same elements, so the same text.
+"""trafilatura made faster: compiled selectors and a C class lookup, with the same elements, so the same text.
 
 The bundled pages run through stock trafilatura with every XPath of ``SELECTOR_LISTS`` wrapped:
 at every call, in every state of the tree trafilatura prunes, the compiled selector must select
@@ -14,7 +14,7 @@ import json
 import pytest
 from lxml import etree, html as lxml_html
 
-from curation.extraction import trafilatura_selectors as sel
+from curation.extraction import trafilatura_fast as sel
 from tests.conftest import ROOT
 
 JSONL = ROOT / "data" / "sample_corpus" / "jsonl"
@@ -140,14 +140,32 @@ def test_expressions_of_another_shape_stay_xpaths(xpath):
     assert sel.compile_selector(xpath) is None
 
 
+def test_the_c_lookup_gives_every_element_lxml_htmls_class():
+    from trafilatura.utils import HTML_PARSER
+
+    pages = bundled_pages()[::4] + ["<form><input><select><option>x</select><textarea>t</textarea><label>l</label></form>"]
+    fast = lxml_html.HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True)
+    fast.set_element_class_lookup(sel.c_class_lookup())
+    kinds = set()
+    for page in pages:
+        stock_tree = lxml_html.fromstring(page.encode(), parser=HTML_PARSER)
+        fast_tree = lxml_html.fromstring(page.encode(), parser=fast)
+        stock = [type(e) for e in stock_tree.iter()]
+        assert stock == [type(e) for e in fast_tree.iter()]
+        kinds.update(stock)
+    assert {lxml_html.HtmlElement, lxml_html.InputElement, lxml_html.FormElement, lxml_html.TextareaElement} <= kinds
+
+
 def test_install_replaces_in_place_and_uninstall_restores():
     from trafilatura import main_extractor, xpaths
+    from trafilatura.utils import load_html
 
     before = list(xpaths.OVERALL_DISCARD_XPATH)
     assert sel.install() >= 12
     assert sel.install() == 0
     # main_extractor imported the list object itself: it sees the selectors
     assert all(isinstance(e, sel.AttributeSelector) for e in main_extractor.OVERALL_DISCARD_XPATH)
+    assert type(load_html("<html><body><input></body></html>").find(".//input")) is lxml_html.InputElement
     sel.uninstall()
     assert xpaths.OVERALL_DISCARD_XPATH == before
 
@@ -161,7 +179,7 @@ def test_the_extract_stage_gives_stock_trafilatura_text():
     pages = bundled_pages()[::15]
     stock = Trafilatura(favour_precision=True, timeout=5, deduplicate=False).extract
     expected = [stock(p) for p in pages]
-    stage = TextExtraction(compiled_xpaths=True)
+    stage = TextExtraction(fast_trafilatura=True)
     try:
         got = []
         for p in pages:
