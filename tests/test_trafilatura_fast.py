@@ -156,18 +156,36 @@ def test_the_c_lookup_gives_every_element_lxml_htmls_class():
     assert {lxml_html.HtmlElement, lxml_html.InputElement, lxml_html.FormElement, lxml_html.TextareaElement} <= kinds
 
 
+def test_stop_lists_are_remembered_by_identity_with_justexts_answer():
+    import justext.core
+    from trafilatura.external import jt_stoplist_init
+
+    every_language = jt_stoplist_init()
+    define = sel.define_stoplist_by_identity(justext.core.define_stoplist)
+    assert define(every_language) == justext.core.define_stoplist(every_language)
+    assert define(every_language) is define(every_language)
+    other = ("The", "AND", "of")
+    assert define(other) == frozenset({"the", "and", "of"})
+    equal_but_another = tuple(list(other))
+    assert define(equal_but_another) == define(other)
+
+
 def test_install_replaces_in_place_and_uninstall_restores():
+    import justext.core
     from trafilatura import main_extractor, xpaths
     from trafilatura.utils import load_html
 
+    stock_define = justext.core.define_stoplist
     before = list(xpaths.OVERALL_DISCARD_XPATH)
     assert sel.install() >= 12
     assert sel.install() == 0
     # main_extractor imported the list object itself: it sees the selectors
     assert all(isinstance(e, sel.AttributeSelector) for e in main_extractor.OVERALL_DISCARD_XPATH)
     assert type(load_html("<html><body><input></body></html>").find(".//input")) is lxml_html.InputElement
+    assert isinstance(justext.core.define_stoplist, sel.define_stoplist_by_identity)
     sel.uninstall()
     assert xpaths.OVERALL_DISCARD_XPATH == before
+    assert justext.core.define_stoplist is stock_define
 
 
 def test_the_extract_stage_gives_stock_trafilatura_text():

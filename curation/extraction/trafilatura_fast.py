@@ -19,7 +19,12 @@ Python, called every time lxml makes a Python object for an element (~1,600 time
 trafilatura). ``c_class_lookup`` gives the same classes (``HtmlElement``, and lxml.html's form
 element classes by tag name) from lxml's C lookups: ~13% of trafilatura's time.
 
-``install()`` applies both in the calling process; the extraction stage calls it in its child only.
+**justext's stop words.** trafilatura's justext fallback (a third of pages) passes the stop words
+of every language as one tuple of 154k words to ``justext.core.classify_paragraphs``, which looks
+them up in an ``lru_cache`` and so hashes the whole tuple on every call (~1 ms).
+``define_stoplist_by_identity`` remembers the answer by the tuple object instead.
+
+``install()`` applies all three in the calling process; the extraction stage calls it in its child only.
 """
 
 from __future__ import annotations
@@ -308,13 +313,38 @@ def c_class_lookup() -> etree.ElementNamespaceClassLookup:
     return lookup
 
 
+class define_stoplist_by_identity:  # noqa: N801 (stands in for a function)
+    """``justext.core.define_stoplist`` remembered by the argument's identity, not its hash.
+
+    Holds a reference to each argument, so an id is never reused while remembered; a handful of
+    stop lists exist (one per language and the all-languages one).
+    """
+
+    LIMIT = 256
+
+    def __init__(self, define_stoplist):
+        self.define_stoplist = define_stoplist
+        self.memo: dict[int, tuple[object, frozenset]] = {}
+
+    def __call__(self, stoplist):
+        hit = self.memo.get(id(stoplist))
+        if hit is not None and hit[0] is stoplist:
+            return hit[1]
+        if len(self.memo) >= self.LIMIT:
+            self.memo.clear()
+        words = self.define_stoplist(stoplist)
+        self.memo[id(stoplist)] = (stoplist, words)
+        return words
+
+
 _replaced: dict[str, list] = {}  # list name -> its original expressions, while installed
 _parser_lookup: list = []  # trafilatura's parser's lookup, while replaced
+_stoplist: list = []  # justext's define_stoplist, while replaced
 
 
 def install() -> int:
     """Replace trafilatura's XPaths of ``SELECTOR_LISTS`` by equal selectors, in place (every importer
-    sees them), and give its HTML parser ``c_class_lookup``.
+    sees them), give its HTML parser ``c_class_lookup`` and justext ``define_stoplist_by_identity``.
 
     Returns the number of expressions replaced; a second call replaces nothing.
     """
@@ -338,11 +368,16 @@ def install() -> int:
     if isinstance(parser, lxml_html.HTMLParser):
         _parser_lookup.append(parser)
         parser.set_element_class_lookup(c_class_lookup())
+    import justext.core
+
+    if callable(getattr(justext.core, "define_stoplist", None)):
+        _stoplist.append(justext.core.define_stoplist)
+        justext.core.define_stoplist = define_stoplist_by_identity(justext.core.define_stoplist)
     return replaced
 
 
 def uninstall() -> None:
-    """trafilatura's own XPaths and lookup again."""
+    """trafilatura's own XPaths, lookup and justext's stop list function again."""
     from lxml import html as lxml_html
     from trafilatura import xpaths
 
@@ -352,6 +387,10 @@ def uninstall() -> None:
     for parser in _parser_lookup:
         parser.set_element_class_lookup(lxml_html.HtmlElementClassLookup())
     _parser_lookup.clear()
+    if _stoplist:
+        import justext.core
+
+        justext.core.define_stoplist = _stoplist.pop()
 
 
-__all__ = ["AttributeSelector", "SELECTOR_LISTS", "c_class_lookup", "compile_selector", "install", "uninstall"]
+__all__ = ["AttributeSelector", "SELECTOR_LISTS", "c_class_lookup", "compile_selector", "define_stoplist_by_identity", "install", "uninstall"]
