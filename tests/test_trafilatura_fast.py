@@ -15,6 +15,7 @@ import pytest
 from lxml import etree, html as lxml_html
 
 from curation.extraction import trafilatura_fast as sel
+from curation.extraction import xpath_selectors
 from tests.conftest import ROOT
 
 JSONL = ROOT / "data" / "sample_corpus" / "jsonl"
@@ -46,7 +47,7 @@ def test_every_selector_selects_what_its_xpath_selects_on_the_bundled_pages():
     calls, selected, mismatches = 0, 0, []
 
     class Checked:
-        def __init__(self, xpath: etree.XPath, selector: sel.AttributeSelector):
+        def __init__(self, xpath: etree.XPath, selector: xpath_selectors.AttributeSelector):
             self.xpath, self.selector = xpath, selector
 
         def __call__(self, tree):
@@ -64,7 +65,7 @@ def test_every_selector_selects_what_its_xpath_selects_on_the_bundled_pages():
         expressions = getattr(xpaths, name)
         sel._replaced[name] = list(expressions)  # restored by uninstall()
         for i, xpath in enumerate(expressions):
-            selector = sel.compile_selector(xpath.path)
+            selector = xpath_selectors.compile_selector(xpath.path)
             if selector is not None:
                 expressions[i] = Checked(xpath, selector)
                 compiled += 1
@@ -94,7 +95,7 @@ def test_every_selector_selects_what_its_xpath_selects_on_the_bundled_pages():
 )
 def test_a_selector_agrees_with_its_xpath_on_cases_and_characters(page, xpath):
     tree = lxml_html.fromstring(f"<html><body>{page}</body></html>")
-    selector = sel.compile_selector(xpath)
+    selector = xpath_selectors.compile_selector(xpath)
     assert selector is not None
     expected = etree.XPath(xpath)(tree)
     assert expected  # each case selects something, and not everything
@@ -109,7 +110,7 @@ def test_positions_select_the_first_match_or_each_parents_first_matching_child()
     tree = lxml_html.fromstring(page)
     tests = '[(self::article or self::div or self::section)][contains(@class, "main")]'
     for xpath in (f".//*{tests}[1]", f"(.//*{tests})[1]", f".//*{tests}"):
-        selector = sel.compile_selector(xpath)
+        selector = xpath_selectors.compile_selector(xpath)
         assert selector is not None, xpath
         expected = etree.XPath(xpath)(tree)
         assert _same(selector(tree), expected), xpath
@@ -119,7 +120,7 @@ def test_positions_select_the_first_match_or_each_parents_first_matching_child()
 
 def test_the_context_node_itself_is_never_selected():
     tree = lxml_html.fromstring('<div class="footer"><div class="footer">inner</div></div>')
-    selector = sel.compile_selector('.//*[contains(@class, "footer")]')
+    selector = xpath_selectors.compile_selector('.//*[contains(@class, "footer")]')
     assert [e.text for e in selector(tree)] == ["inner"] == [e.text for e in etree.XPath('.//*[contains(@class, "footer")]')(tree)]
 
 
@@ -137,7 +138,7 @@ def test_the_context_node_itself_is_never_selected():
     ],
 )
 def test_expressions_of_another_shape_stay_xpaths(xpath):
-    assert sel.compile_selector(xpath) is None
+    assert xpath_selectors.compile_selector(xpath) is None
 
 
 def test_the_c_lookup_gives_every_element_lxml_htmls_class():
@@ -180,7 +181,7 @@ def test_install_replaces_in_place_and_uninstall_restores():
     assert sel.install() >= 12
     assert sel.install() == 0
     # main_extractor imported the list object itself: it sees the selectors
-    assert all(isinstance(e, sel.AttributeSelector) for e in main_extractor.OVERALL_DISCARD_XPATH)
+    assert all(isinstance(e, xpath_selectors.AttributeSelector) for e in main_extractor.OVERALL_DISCARD_XPATH)
     assert type(load_html("<html><body><input></body></html>").find(".//input")) is lxml_html.InputElement
     assert isinstance(justext.core.define_stoplist, sel.define_stoplist_by_identity)
     sel.uninstall()
