@@ -1,4 +1,5 @@
 import ast
+import gzip
 import json
 import os
 import subprocess
@@ -36,6 +37,15 @@ def run_in_triton_interpreter(code: str) -> None:
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def bundled_pages() -> list[dict]:
+    """The bundled corpus's pages as its JSON Lines hold them (``url``, ``html``, …): finance, then general."""
+    pages = []
+    for domain in ("finance", "general"):
+        with gzip.open(CORPUS / "jsonl" / f"{domain}.jsonl.gz", "rt") as f:
+            pages += [json.loads(line) for line in f]
+    return pages
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ compared on the corpus's URLs and on URLs made from datatrove's own word lists."
 from __future__ import annotations
 
 import functools
-import gzip
-import json
 
 import pytest
 from datatrove.data import Document
@@ -26,9 +24,7 @@ from curation.filters.language import LanguageID, LocalFT176LID, bundled_lid_mod
 from curation.filters.params import C4QualityConfig
 from curation.filters.url_filter import WORD_LISTS, FastURLFilter, _asset_lines
 from curation.filters.words import KeptVocabularyTokenizer
-from tests.conftest import ROOT
-
-CORPUS = ROOT / "data" / "sample_corpus" / "jsonl"
+from tests.conftest import ROOT, bundled_pages
 
 
 @functools.cache
@@ -40,12 +36,10 @@ def texts() -> tuple[str, ...]:
     out = []
     trafilatura_fast.install()  # as the extract stage runs it: the same texts (tests/test_trafilatura_fast.py), half the CPU
     try:
-        for domain in ("finance", "general"):
-            with gzip.open(CORPUS / f"{domain}.jsonl.gz", "rt") as f:
-                for line in f:
-                    html = json.loads(line)["html"]
-                    out.append(trafilatura.extract(html, favor_precision=True, deduplicate=False) or "")
-                    out.append(html[:4_000])  # markup-heavy text: other tokens, other repetitions
+        for page in bundled_pages():
+            html = page["html"]
+            out.append(trafilatura.extract(html, favor_precision=True, deduplicate=False) or "")
+            out.append(html[:4_000])  # markup-heavy text: other tokens, other repetitions
     finally:
         trafilatura_fast.uninstall()
     para = "The ledger balances debits and credits.\n\n"
@@ -207,10 +201,7 @@ def test_language_decides_as_datatrove(languages, threshold):
 def urls() -> list[str]:
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-    out = []
-    for domain in ("finance", "general"):
-        with gzip.open(CORPUS / f"{domain}.jsonl.gz", "rt") as f:
-            out += [json.loads(line)["url"] for line in f]
+    out = [page["url"] for page in bundled_pages()]
     with open(ROOT / "data" / "sample_corpus" / "real_crawl" / "iana.warc.gz", "rb") as f:
         out += [r.headers.get("WARC-Target-URI") for r in ArchiveIterator(f, record_types=WarcRecordType.response)]
     words = {key: _asset_lines(file)[:60] for key, file in WORD_LISTS.items()}

@@ -8,25 +8,16 @@ whole extraction equal; the last test checks that end to end through the extract
 
 from __future__ import annotations
 
-import gzip
-import json
-
 import pytest
 from lxml import etree, html as lxml_html
 
 from curation.extraction import trafilatura_fast as sel
 from curation.extraction import xpath_selectors
-from tests.conftest import ROOT
-
-JSONL = ROOT / "data" / "sample_corpus" / "jsonl"
+from tests.conftest import bundled_pages
 
 
-def bundled_pages() -> list[str]:
-    pages = []
-    for domain in ("finance", "general"):
-        with gzip.open(JSONL / f"{domain}.jsonl.gz", "rt") as f:
-            pages += [json.loads(line)["html"] for line in f]
-    return pages
+def bundled_html() -> list[str]:
+    return [page["html"] for page in bundled_pages()]
 
 
 @pytest.fixture(autouse=True)
@@ -60,21 +51,24 @@ def test_every_selector_selects_what_its_xpath_selects_on_the_bundled_pages():
                 mismatches.append((self.xpath.path[:60], len(expected), len(got)))
             return expected
 
-    compiled = 0
-    for name in sel.SELECTOR_LISTS:
-        expressions = getattr(xpaths, name)
-        sel._replaced[name] = list(expressions)  # restored by uninstall()
-        for i, xpath in enumerate(expressions):
-            selector = xpath_selectors.compile_selector(xpath.path)
-            if selector is not None:
-                expressions[i] = Checked(xpath, selector)
-                compiled += 1
-    assert compiled >= 12  # the expressions that cost trafilatura its time (see the module's docstring)
+    compiled, originals = 0, {name: list(getattr(xpaths, name)) for name in sel.SELECTOR_LISTS}
+    try:
+        for name in sel.SELECTOR_LISTS:
+            expressions = getattr(xpaths, name)
+            for i, xpath in enumerate(expressions):
+                selector = xpath_selectors.compile_selector(xpath.path)
+                if selector is not None:
+                    expressions[i] = Checked(xpath, selector)
+                    compiled += 1
+        assert compiled >= 12  # the expressions that cost trafilatura its time (see the module's docstring)
 
-    extract = Trafilatura(favour_precision=True, timeout=5, deduplicate=False).extract
-    pages = bundled_pages()
-    for page in pages:
-        extract(page)
+        extract = Trafilatura(favour_precision=True, timeout=5, deduplicate=False).extract
+        pages = bundled_html()
+        for page in pages:
+            extract(page)
+    finally:
+        for name, expressions in originals.items():
+            getattr(xpaths, name)[:] = expressions
     assert not mismatches, mismatches[:5]
     assert calls > 5 * len(pages) and selected > 1000  # the checks ran, and on elements that matter
 
@@ -144,7 +138,7 @@ def test_expressions_of_another_shape_stay_xpaths(xpath):
 def test_the_c_lookup_gives_every_element_lxml_htmls_class():
     from trafilatura.utils import HTML_PARSER
 
-    pages = bundled_pages()[::4] + ["<form><input><select><option>x</select><textarea>t</textarea><label>l</label></form>"]
+    pages = bundled_html()[::4] + ["<form><input><select><option>x</select><textarea>t</textarea><label>l</label></form>"]
     fast = lxml_html.HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True)
     fast.set_element_class_lookup(sel.c_class_lookup())
     kinds = set()
@@ -195,7 +189,7 @@ def test_the_extract_stage_gives_stock_trafilatura_text():
 
     from curation.extraction.extract import TextExtraction
 
-    pages = bundled_pages()[::15]
+    pages = bundled_html()[::15]
     stock = Trafilatura(favour_precision=True, timeout=5, deduplicate=False).extract
     expected = [stock(p) for p in pages]
     stage = TextExtraction(fast_trafilatura=True)

@@ -82,9 +82,9 @@ class define_stoplist_by_identity:  # noqa: N801 (stands in for a function)
         return words
 
 
-_replaced: dict[str, list] = {}  # list name -> its original expressions, while installed
-_parser_lookup: list = []  # trafilatura's parser's lookup, while replaced
-_stoplist: list = []  # justext's define_stoplist, while replaced
+# what install() replaced, while installed: {"lists": {name: original expressions}, "parser": the
+# parser given c_class_lookup or None, "define_stoplist": justext's own or None}
+_installed: dict | None = None
 
 
 def install() -> int:
@@ -93,17 +93,20 @@ def install() -> int:
 
     Returns the number of expressions replaced; a second call replaces nothing.
     """
+    global _installed
+    import justext.core
     from lxml import html as lxml_html
     from trafilatura import utils, xpaths
 
-    if _replaced:
+    if _installed is not None:
         return 0
+    _installed = {"lists": {}, "parser": None, "define_stoplist": None}
     replaced = 0
     for name in SELECTOR_LISTS:
         expressions = getattr(xpaths, name, None)
         if not isinstance(expressions, list):  # another trafilatura version: leave it alone
             continue
-        _replaced[name] = list(expressions)
+        _installed["lists"][name] = list(expressions)
         for i, expression in enumerate(expressions):
             selector = compile_selector(expression.path) if isinstance(expression, etree.XPath) else None
             if selector is not None:
@@ -111,31 +114,30 @@ def install() -> int:
                 replaced += 1
     parser = getattr(utils, "HTML_PARSER", None)
     if isinstance(parser, lxml_html.HTMLParser):
-        _parser_lookup.append(parser)
+        _installed["parser"] = parser
         parser.set_element_class_lookup(c_class_lookup())
-    import justext.core
-
     if callable(getattr(justext.core, "define_stoplist", None)):
-        _stoplist.append(justext.core.define_stoplist)
+        _installed["define_stoplist"] = justext.core.define_stoplist
         justext.core.define_stoplist = define_stoplist_by_identity(justext.core.define_stoplist)
     return replaced
 
 
 def uninstall() -> None:
     """trafilatura's own XPaths, lookup and justext's stop list function again."""
+    global _installed
+    import justext.core
     from lxml import html as lxml_html
     from trafilatura import xpaths
 
-    for name, originals in _replaced.items():
+    if _installed is None:
+        return
+    for name, originals in _installed["lists"].items():
         getattr(xpaths, name)[:] = originals
-    _replaced.clear()
-    for parser in _parser_lookup:
-        parser.set_element_class_lookup(lxml_html.HtmlElementClassLookup())
-    _parser_lookup.clear()
-    if _stoplist:
-        import justext.core
-
-        justext.core.define_stoplist = _stoplist.pop()
+    if _installed["parser"] is not None:  # lxml gives no way to read a parser's lookup back: set lxml.html's anew
+        _installed["parser"].set_element_class_lookup(lxml_html.HtmlElementClassLookup())
+    if _installed["define_stoplist"] is not None:
+        justext.core.define_stoplist = _installed["define_stoplist"]
+    _installed = None
 
 
 __all__ = ["SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "uninstall"]

@@ -45,14 +45,11 @@ def _tokens(path: str) -> list[tuple[str, str]]:
     out, pos = [], 0
     path = path.strip()
     while pos < len(path):
-        m = _TOKEN.match(path, pos)
-        if m is None or m.end() == pos:
+        m = _TOKEN.match(path, pos)  # skips the whitespace before a token; every token is non-empty
+        if m is None:
             raise _Unsupported(f"unexpected text at {pos}: {path[pos:pos + 20]!r}")
-        kind = m.lastgroup
-        out.append((kind, m.group(kind)))
+        out.append((m.lastgroup, m.group(m.lastgroup)))
         pos = m.end()
-        while pos < len(path) and path[pos].isspace():
-            pos += 1
     return out
 
 
