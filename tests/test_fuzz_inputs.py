@@ -346,5 +346,7 @@ def test_the_extraction_timeout_counts_cpu_time_not_waiting():
         threading.Timer(2.0, os.kill, (child, signal.SIGCONT)).start()
         verdict = stage.apply(doc(page))
         assert verdict is True or verdict == (False, "no_text_extracted"), verdict
-        busy = "<html><body>" + ("<div>" + "<span>x</span>" * 50 + "</div>") * 2500 + "</body></html>"
-        assert stage.apply(doc(busy)) == (False, "extraction_timeout")
+    # ~1.6 s of CPU with trafilatura_fast (~8 s stock): far past a quarter-second timeout
+    busy = "<html><body>" + ("<div>" + "<span>x</span>" * 50 + "</div>") * 2500 + "</body></html>"
+    with TextExtraction(timeout_s=0.25) as strict:
+        assert strict.apply(doc(busy)) == (False, "extraction_timeout")
