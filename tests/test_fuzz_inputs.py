@@ -304,6 +304,43 @@ def test_the_extraction_sandbox_dies_with_its_worker(tmp_path):
     assert not alive, "the extraction child outlived its parent"
 
 
+def test_a_closed_extraction_stage_leaves_its_child_to_the_next_one():
+    """A Ray worker curates shard after shard: each shard's stage reuses the child the last one left
+    (no fork and warm-up per shard), an extractor of other settings gets its own, and a child that
+    died is replaced."""
+    import os
+    import signal
+
+    from curation.extraction import extract_worker
+    from curation.readers.base import raw_document
+    from tests.conftest import bundled_pages
+
+    html = next(p["html"] for p in bundled_pages() if len(p["html"]) > 5000)
+
+    def extracted(stage) -> tuple[str, int]:
+        doc = raw_document(b"", InputFile("x", "s", "general", "warc"), 0, None)
+        doc.text = html
+        assert stage.apply(doc) is True
+        return doc.text, stage._sandbox.process.pid
+
+    extract_worker.close_idle()
+    try:
+        with TextExtraction(timeout_s=5.0) as first:
+            text, pid = extracted(first)
+        with TextExtraction(timeout_s=5.0) as second:
+            assert extracted(second) == (text, pid)
+        with TextExtraction(timeout_s=4.0) as other:  # another CPU limit: another child
+            assert extracted(other)[1] != pid
+        os.kill(pid, signal.SIGKILL)
+        while "State:\tZ" not in open(f"/proc/{pid}/status").read():  # dead, and left to multiprocessing to reap
+            time.sleep(0.01)
+        with TextExtraction(timeout_s=5.0) as third:
+            new_text, new_pid = extracted(third)
+        assert new_pid != pid and new_text == text
+    finally:
+        extract_worker.close_idle()
+
+
 def test_an_uncompressed_warc_named_gz_is_still_read(tmp_path):
     plain = gzip.decompress(CRAWL)  # every member, concatenated: the uncompressed WARC
     docs = list(read_file(_file(tmp_path, "plain.warc.gz", plain, "warc")))

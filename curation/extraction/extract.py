@@ -9,6 +9,7 @@ from datatrove.data import Document
 from datatrove.pipeline.extractors.trafilatura import Trafilatura
 
 from curation.extraction import trafilatura_fast
+from curation.extraction import extract_worker
 from curation.extraction.extract_worker import WALL_CLOCK_FACTOR, ExtractionWorker
 from curation.core.stage import Stage, Verdict
 
@@ -78,15 +79,17 @@ class TextExtraction(Stage):
                 self.extract_fn = WithFastTrafilatura(self.extract_fn)
         else:
             self.extract_fn = partial(resiliparse_extract)
+        # what the child computes: stages with equal keys can share one (``extract_worker.acquire``)
+        self.extractor_key = (engine, favour_precision, fast_trafilatura if engine == "trafilatura" else None, timeout_s)
         self._sandbox: ExtractionWorker | None = None
 
     def open(self) -> None:
-        self._sandbox = ExtractionWorker(self.extract_fn, self.timeout_s)
-        self._sandbox.start()
+        if self._sandbox is None:
+            self._sandbox = extract_worker.acquire(self.extractor_key, lambda: ExtractionWorker(self.extract_fn, self.timeout_s))
 
     def close(self) -> None:
         if self._sandbox is not None:
-            self._sandbox.close()
+            extract_worker.release(self.extractor_key, self._sandbox)
             self._sandbox = None
 
     def apply(self, doc: Document) -> Verdict:

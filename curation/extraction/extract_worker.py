@@ -14,7 +14,11 @@ child's ``/proc`` entry every 50 ms while it waited. Here the child limits itsel
 - the parent waits in one blocking ``poll`` of ``WALL_CLOCK_FACTOR x timeout_s``, for a child that
   gets no CPU at all (blocked), with no busy loop.
 
-So a page costs one pickled string each way through a pipe. The child is forked and inherits the
+So a page costs one pickled string each way through a pipe. A stage that closes hands its child
+back (``acquire`` / ``release``): the next stage with the same extractor in this process (a Ray
+worker runs shard after shard) reuses it, instead of forking and warming up a new child for every
+shard, and its parent's pages are copied on write once per worker, not once per shard. The child is
+forked and inherits the
 parent's file descriptors (in a Ray worker, its sockets to the raylet): were the parent killed and
 the child lived on, Ray would never see the worker die and never retry its task, so the child asks
 the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``).
@@ -29,7 +33,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 WALL_CLOCK_FACTOR = 10  # a child that uses no CPU is stopped after this many times the timeout
 WARMUP_WALL_S = 120.0  # the first page imports and builds the extractor's caches: be patient
@@ -113,8 +117,11 @@ class ExtractionWorker:
             self.close()
             raise
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
     def extract(self, html: str) -> str | None:
-        if self.process is None or not self.process.is_alive():
+        if not self.alive():
             self.close()
             self.start()
         try:
@@ -142,3 +149,36 @@ class ExtractionWorker:
                 self.process.kill()
             self.process.join(timeout=5)
             self.process = None
+
+
+# idle children by extractor, at most one each: what a closing stage leaves for the next one in this process
+_idle: dict[Hashable, ExtractionWorker] = {}
+
+
+def acquire(key: Hashable, make: Callable[[], ExtractionWorker]) -> ExtractionWorker:
+    """A started child for the extractor ``key`` names: the idle one this process kept, else a new one."""
+    worker = _idle.pop(key, None)
+    if worker is not None and worker.alive():
+        return worker
+    if worker is not None:
+        worker.close()
+    worker = make()
+    worker.start()
+    return worker
+
+
+def release(key: Hashable, worker: ExtractionWorker) -> None:
+    """Keep ``worker`` for the next ``acquire`` of ``key`` (a dead one is closed)."""
+    previous = _idle.pop(key, None)
+    if previous is not None and previous is not worker:
+        previous.close()
+    if worker.alive():
+        _idle[key] = worker
+    else:
+        worker.close()
+
+
+def close_idle() -> None:
+    """Stop every child kept for reuse."""
+    while _idle:
+        _idle.popitem()[1].close()
