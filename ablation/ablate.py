@@ -4,7 +4,7 @@ Each curation variant of the same raw input (``ablation.config``) is curated int
 own run, then the same model is trained on its token shards for the same number of tokens once
 per seed (``python -m trainer``), and scored in bits per byte per domain on the reference text
 (the run's last ``val_bpb/<domain>``, else ``python -m trainer.eval``). Everything lands under
-``<out_dir>/<name>/``:
+``<out_dir>/<name>/``, a local folder or, for a URL (``s3://bucket/runs``), the object store:
 
     curation/<variant>/           the variant's curation run (stats.json: its funnel and retention)
     train/<variant>/seed-<s>/     the training run (metrics.jsonl, checkpoints/, bpb.json)
@@ -33,6 +33,7 @@ from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.ray_runtime import ray_session
 from pipelines.web_corpus import run_web_corpus
 from tokenizer.files import atomic_write_bytes, atomic_write_json
+from tokenizer.store_path import AnyPath
 
 logger = logging.getLogger("ablation.ablate")
 
@@ -46,10 +47,15 @@ def _finished(cfg: WebCorpusConfig) -> dict | None:
     return stats if same and stats.get("output") == "tokens" else None
 
 
+def _absolute(path: AnyPath) -> AnyPath:
+    """A local path made absolute (the runs read it from their own folders); a URL already is."""
+    return path.resolve() if isinstance(path, Path) else path
+
+
 def curate_variants(cfg: AblationConfig, variants: list[Variant], progress: bool) -> dict[str, dict]:
     """Each variant's curation run (or the finished one from an earlier attempt): name -> stats.json."""
     out: dict[str, dict] = {}
-    shared: Path | None = None  # the first variant's tokenizer, which every later one encodes with
+    shared: AnyPath | None = None  # the first variant's tokenizer, which every later one encodes with
     first = cfg.curation(variants[0])
     with ray_session(first.ray):
         for variant in variants:
@@ -64,7 +70,7 @@ def curate_variants(cfg: AblationConfig, variants: list[Variant], progress: bool
                 logger.info("variant %s: curation already complete in %s", variant.name, run_cfg.run_dir)
             out[variant.name] = stats
             if shared is None and not run_cfg.tokenizer.model_path:
-                shared = (run_cfg.run_dir / "tokenizer" / "spm.model").resolve()
+                shared = _absolute(run_cfg.run_dir / "tokenizer" / "spm.model")
     return out
 
 

@@ -17,6 +17,7 @@ from configs.fields import READ_PATH, WRITE_PATH
 from configs.overrides import ConfigError, load
 from pipelines.config import WebCorpusConfig
 from pipelines.config_loading import load_config
+from tokenizer.store_path import AnyPath, as_path
 
 NAME = r"^[A-Za-z0-9_.-]+$"
 
@@ -85,8 +86,10 @@ class AblationConfig(Strict):
         return variants
 
     @property
-    def root(self) -> Path:
-        return Path(self.out_dir) / self.name
+    def root(self) -> AnyPath:
+        """Where the ablation writes: a ``Path``, or a ``StorePath`` when ``out_dir`` is a URL
+        (the service's ``CURATION_STORAGE``), so that every node of the cluster reads what it wrote."""
+        return as_path(self.out_dir) / self.name
 
     def resolved_variants(self) -> list[Variant]:
         out = [Variant(name=v, label=LADDER[v][0], overrides=LADDER[v][1]) if isinstance(v, str) else v for v in self.variants]
@@ -97,7 +100,7 @@ class AblationConfig(Strict):
             raise ConfigError(f"variant names must be unique, got {names}")
         return out
 
-    def curation(self, variant: Variant, tokenizer_model: Path | None = None) -> WebCorpusConfig:
+    def curation(self, variant: Variant, tokenizer_model: AnyPath | None = None) -> WebCorpusConfig:
         """The variant's curation run config: the base, then its overrides, living under this ablation
         (and encoding with ``tokenizer_model`` if given)."""
         # paths are set as given, not read as YAML (a folder named ``[x]`` would become a list)

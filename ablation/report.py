@@ -7,7 +7,8 @@ Written three ways from one summary: ``results.json``, ``results.md`` (a table) 
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
+
+from tokenizer.store_path import AnyPath, written
 
 
 def spread(values: list[float]) -> dict:
@@ -108,7 +109,7 @@ def _against(variants: list[dict], domains: list[str], baseline: str) -> list[st
     return lines
 
 
-def plot(summary: dict, path: Path) -> None:
+def plot(summary: dict, path: AnyPath) -> None:
     """Mean bits per byte per variant and domain, error bars from min to max over seeds, seeds as dots."""
     import matplotlib
 
@@ -141,5 +142,6 @@ def plot(summary: dict, path: Path) -> None:
     ax.legend(title="domain")
     ax.margins(x=0.1)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with written(path) as local:  # matplotlib writes a local file: renamed into place, or uploaded to a store
+        fig.savefig(local, dpi=120, format="png")
     plt.close(fig)

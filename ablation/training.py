@@ -18,10 +18,13 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from tokenizer.files import atomic_write_json
+from tokenizer.store_path import AnyPath, StagedFile, StorePath, as_path
 
 logger = logging.getLogger("ablation.training")
 REPO = Path(__file__).resolve().parents[1]
@@ -35,17 +38,38 @@ def trainer_args(train: dict, tokens: str | Path, out: str | Path, seed: int) ->
     return [*args, "checkpoint.every=0", *train.get("overrides", []), f"optim.seed={seed}"]
 
 
-def _run(args: list[str], log: Path) -> None:
+@contextmanager
+def _appended(log: AnyPath) -> Iterator[Path]:
+    """A local file to append a command's output to: ``log`` itself, or for a log on a store a copy
+    of it, uploaded whole when the command ends, failed or not (a failure's log is the one wanted)."""
+    if not isinstance(log, StorePath):
+        yield log
+        return
+    staged = StagedFile(log)
+    try:
+        if log.exists():  # an earlier attempt's output stays at the top, as in the local file
+            staged.tmp.write_bytes(log.read_bytes())
+    except BaseException:
+        staged.abort()  # never replace the stored log with a part of it
+        raise
+    try:
+        yield staged.tmp
+    finally:
+        staged.commit()
+
+
+def _run(args: list[str], log: AnyPath) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    with open(log, "a") as f:
+    with _appended(log) as local, open(local, "a") as f:
         result = subprocess.run([sys.executable, "-m", *args], stdout=f, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"`python -m {args[0]}` failed (exit {result.returncode}); see {log}")
 
 
-def train_and_score(args: list[str], out: str | Path) -> dict:
-    """Run one training (or take the finished one) and score it: {"bpb": {domain: value}, "step", "tokens_trained"}."""
-    out = Path(out)
+def train_and_score(args: list[str], out: str | AnyPath) -> dict:
+    """Run one training (or take the finished one) and score it: {"bpb": {domain: value}, "step", "tokens_trained"}.
+    ``out`` is a local folder or a URL: the trainer writes either, and so does this."""
+    out = as_path(out)
     done = out / "bpb.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -63,7 +87,7 @@ def train_and_score(args: list[str], out: str | Path) -> dict:
     return result
 
 
-def plan_entry(train: dict, variant: str, tokens: Path, out: Path, seed: int) -> dict:
+def plan_entry(train: dict, variant: str, tokens: AnyPath, out: AnyPath, seed: int) -> dict:
     return {"variant": variant, "seed": seed, "tokens": str(tokens), "out": str(out), "args": trainer_args(train, tokens, out, seed)}
 
 
@@ -73,7 +97,7 @@ def run_plan(plan: list[dict], parallel: int = 1, data_root: str | None = None) 
     def one(entry: dict) -> dict:
         args = list(entry["args"])
         if data_root is not None:
-            args[args.index("--data") + 1] = str(Path(data_root) / entry["variant"] / "tokens")
+            args[args.index("--data") + 1] = str(as_path(data_root) / entry["variant"] / "tokens")
         return train_and_score(args, entry["out"])
 
     with ThreadPoolExecutor(max(1, parallel)) as pool:
@@ -87,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="where <variant>/tokens live, if not where the plan says")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    plan = json.loads(Path(args.plan).read_text())
+    plan = json.loads(as_path(args.plan).read_text())  # the plan of an ablation on a store is read from there
     results = run_plan(plan, args.parallel, args.data_root)
     for entry, result in zip(plan, results):
         print(f"{entry['variant']:<28} seed {entry['seed']}: " + "  ".join(f"{d} {v:.4f}" for d, v in sorted(result["bpb"].items())))

@@ -3,12 +3,11 @@
 and each variant's funnel and training metrics, to compare the variants side by side.
 
 The job runs ``python -m ablation`` on the cluster; everything shown here is read from the
-files it writes under its folder (``ablation.ablate`` lists them).
+files it writes under its folder (``ablation.ablate`` lists them): a local folder, or the object
+store when the service has one (``AblationConfig.root`` is a ``StorePath`` then).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from typing import Annotated
 
@@ -94,8 +93,8 @@ def ablation_routes(app: FastAPI, ctx, job_out) -> None:
     @app.get("/v1/jobs/{job_id}/ablation", dependencies=[Depends(ctx.read_authorized)])
     def get_ablation(job_id: str) -> dict:
         """The ablation's ``results.json``: per variant, bits per byte per domain over seeds, and retention."""
-        job, _ = ablation_job(job_id)
-        results = read_json(Path(job.output_dir) / "results.json")
+        job, cfg = ablation_job(job_id)
+        results = read_json(cfg.root / "results.json")
         if results is None:
             raise JobError("job_id", f"job {job_id} has no results yet (state {job.state}): they are written when every run is scored", 404)
         return {"job": job.id, "state": job.state, **results}

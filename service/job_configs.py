@@ -7,7 +7,6 @@ config resolved and confined here, with no overrides left to be read again on th
 
 from __future__ import annotations
 
-import shutil
 import typing
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from pipelines.config import CHECK_FILES, ConfigError, WebCorpusConfig
 from pipelines.config_loading import load_config
 from service.confinement import PathNotAllowed, _models_in, confine_config, path_fields, path_kind, path_values
 from service.settings import PROJECT_ROOT, ServiceSettings
-from tokenizer.store_path import StorePath
+from tokenizer.store_path import StorePath, remove_tree
 from trainer.config import TrainConfig, load_train_config
 
 
@@ -129,20 +128,21 @@ def confined_training_config(preset: str, overrides: list[str], manifest: str, o
 
 
 # ---- ablation jobs ----------------------------------------------------------------------------
-def _dump(path: Path, tree: dict) -> str:
+def _dump(path: Path | StorePath, tree: dict) -> str:
     path.write_text(yaml.safe_dump(tree, sort_keys=False, allow_unicode=True))
     return str(path)
 
 
-def confined_ablation_config(cfg: AblationConfig, settings: ServiceSettings, job_id: str, job_dir: Path) -> AblationConfig:
-    """The ablation a job runs: its output under ``<runs>/ablations/<job id>``, its base curation
+def confined_ablation_config(cfg: AblationConfig, settings: ServiceSettings, job_id: str, job_dir: Path | StorePath) -> AblationConfig:
+    """The ablation a job runs: its output under ``<runs>/ablations/<job id>`` (the runs folder, or the
+    store when the service has one, as for a curation job's run), its base curation
     config (file and shared overrides) resolved and confined like a curation job's, its trainer
     config resolved and confined like a training job's, both written to ``job_dir``; then every
     variant is resolved on that base, and one whose overrides move a path is refused."""
     if cfg.out_dir != AblationConfig.model_fields["out_dir"].default:
         raise JobError("config.out_dir", "set by the service (<runs>/ablations/<job id>), not by a request", 422)
-    out_dir = settings.runs_dir / "ablations" / job_id
-    data = confine_config(AblationConfig, cfg.model_dump(mode="json"), settings.data_roots, PROJECT_ROOT, "config.", {"out_dir": str(out_dir)})
+    out_dir = settings.runs_root / "ablations" / job_id
+    data = confine_config(AblationConfig, cfg.model_dump(mode="json"), settings.roots, PROJECT_ROOT, "config.", {"out_dir": str(out_dir)})
     base = _ablation_curation_base(data["curation_config"], cfg.curation_overrides, settings, out_dir / cfg.name / "curation")
     train, train_cfg = _ablation_train(data["train"], settings)
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -151,12 +151,12 @@ def confined_ablation_config(cfg: AblationConfig, settings: ServiceSettings, job
         job_cfg = AblationConfig.model_validate(data)
         _check_variants(job_cfg, base)
     except Exception:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        remove_tree(job_dir)
         raise
     return job_cfg
 
 
-def _ablation_curation_base(path: str | None, overrides: list[str], settings: ServiceSettings, runs_dir: Path) -> dict:
+def _ablation_curation_base(path: str | None, overrides: list[str], settings: ServiceSettings, runs_dir: Path | StorePath) -> dict:
     try:
         from_file = load_config(path, []).model_dump(mode="json")
     except ConfigError as exc:
@@ -168,12 +168,13 @@ def _ablation_curation_base(path: str | None, overrides: list[str], settings: Se
     for dotted, kind in path_fields(WebCorpusConfig):
         if kind in ("write", "roots") and _get(resolved, dotted) != _get(from_file, dotted):
             raise JobError(_override_for(overrides, dotted, "config.curation_"), f"{dotted} is set by the service (the ablation's folder), not by a request", 422)
-    fixed = {"runs_dir": str(runs_dir), "data_roots": [str(r) for r in settings.data_roots]}
+    # the roots of a curation job: the data roots and the store roots, so a variant reads its sources where they lie
+    fixed = {"runs_dir": str(runs_dir), "data_roots": [str(r) for r in settings.roots]}
     try:
-        data = confine_config(WebCorpusConfig, resolved, settings.data_roots, PROJECT_ROOT, "", fixed)
+        data = confine_config(WebCorpusConfig, resolved, settings.roots, PROJECT_ROOT, "", fixed)
     except PathNotAllowed as exc:
         field = _override_for(overrides, exc.field, "config.curation_", "config.curation_config")
-        raise PathNotAllowed(field, "", settings.data_roots, f"{exc.field}: {exc}") from None
+        raise PathNotAllowed(field, "", settings.roots, f"{exc.field}: {exc}") from None
     data["ray"] = {**(data.get("ray") or {}), "address": None, "num_cpus": None}  # the job joins the cluster it runs on (its worker bounds kept)
     try:
         WebCorpusConfig.model_validate(data, context=CHECK_FILES)

@@ -13,10 +13,10 @@ from curation.core.stats import retention
 from pipelines.funnel import merge_shard_stats
 from pipelines.run_dir import RunDir
 from pipelines.stages import CURATE, EXTRACT, TOKENIZER, phase_of
-from tokenizer.store_path import as_path, readable
+from tokenizer.store_path import StorePath, as_path, readable
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path | StorePath) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):  # not written yet, or being replaced: the next poll sees it

@@ -3,16 +3,19 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ablation import training as ablation_training
-from ablation.ablate import run_ablation
+from ablation.ablate import run_ablation, train_plan
 from ablation.config import LADDER, OPTIONAL_STAGES, AblationConfig, load_ablation_config
 from ablation.report import plot, render_markdown, variant_summary
 from pipelines.config import ConfigError
+from scripts.s3_server import moto_in_environment
 from tests.conftest import CORPUS, ROOT
 from tests.test_eval_bpb import small_eval_text
+from tokenizer.store_path import StorePath
 
 TRAIN = [
     "model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.seq_len=64", "optim.steps=3", "optim.global_batch=8",
@@ -73,6 +76,31 @@ def test_the_report_shows_each_seed_and_the_spread(tmp_path):
     assert "| raw | **+0.6000** (4.2σ) | +0.0000 (0.0σ) |" in two
     plot(summary, tmp_path / "bpb.png")
     assert (tmp_path / "bpb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_out_dir_on_a_store_puts_every_path_of_the_ablation_there(tmp_path):
+    assert AblationConfig(name="t", out_dir=str(tmp_path)).root == tmp_path / "t" and isinstance(AblationConfig().root, Path)
+    cfg = AblationConfig(name="t", out_dir="s3://bucket/ablations", variants=["extract-lang", "full"], train={"seeds": [0]})
+    assert cfg.root == StorePath("s3://bucket/ablations/t")
+    variants = cfg.resolved_variants()
+    assert [cfg.curation(v).run_dir for v in variants] == [cfg.root / "curation" / "extract-lang", cfg.root / "curation" / "full"]
+    first = train_plan(cfg, variants)[0]
+    assert (first["tokens"], first["out"]) == ("s3://bucket/ablations/t/curation/extract-lang/tokens", "s3://bucket/ablations/t/train/extract-lang/seed-0")
+
+
+def test_the_plot_and_a_failed_commands_log_are_written_to_the_store():
+    summary = {"name": "t", "seeds": [0], "tokens_trained": [512], "variants": [
+        variant_summary("full", None, [], {"retention": {"docs": 0.5}, "stages": []}, {0: {"bpb": {"finance": 2.0}, "tokens_trained": 512}})]}
+    with moto_in_environment() as fs:
+        fs.mkdir("abl")
+        plot(summary, StorePath("s3://abl/t/bpb.png"))
+        assert fs.cat_file("abl/t/bpb.png")[:8] == b"\x89PNG\r\n\x1a\n"
+        log = StorePath("s3://abl/t/train.log")
+        log.write_text("an earlier attempt\n")
+        with pytest.raises(RuntimeError, match="s3://abl/t/train.log"):
+            ablation_training._run(["json.tool", "/no/such/file.json"], log)
+        text = fs.cat_file("abl/t/train.log").decode()
+        assert text.startswith("an earlier attempt\n") and "/no/such/file.json" in text  # appended, as a local log is
 
 
 @pytest.mark.slow

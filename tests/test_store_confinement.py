@@ -6,6 +6,8 @@ each job's config beside its run, on the store)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -63,6 +65,28 @@ def test_a_training_manifest_on_the_store_is_confined_too(store_client):
     client, _ = store_client
     response = post(client, "/v1/jobs/training", {"manifest": "s3://other-bucket/tokens/manifest.json"})
     assert response.status_code == 403 and detail(response)["field"] == "manifest"
+
+
+def test_an_ablation_goes_to_the_storage_and_reads_only_under_the_store_roots(store_client, roots):  # noqa: F811
+    client, fs = store_client
+
+    def ablation(paths: list[str], **extra) -> dict:
+        sources = json.dumps([{"name": "s", "format": "jsonl", "domain": "finance", "paths": paths, "content_type": "text"}])
+        overrides = [f"sources={sources}", "mix.targets={finance: 1.0}", "tokenizer.vocab_size=300"]
+        return {"config": {"name": "abl", "variants": ["full"], "curation_overrides": overrides, "train": {"seeds": [0]}, **extra}}
+
+    response = post(client, "/v1/jobs/ablation", ablation([f"{CRAWL}/*.jsonl"]))
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["output_dir"] == f"{STORAGE}/ablations/{job['id']}/abl"
+    for name in ("ablation.yaml", "curation.yaml", "train.yaml"):  # the cluster reads them from the store
+        assert fs.exists(f"runs-bucket/service/.jobs/{job['id']}/{name}")
+    assert not (roots["runs"] / ".jobs").exists() and not (roots["runs"] / "ablations").exists()
+    response = post(client, "/v1/jobs/ablation", ablation([f"{CRAWL}/*.jsonl", "s3://other-bucket/crawl/a.jsonl"]))
+    assert response.status_code == 403 and detail(response)["field"] == "config.curation_overrides.0", response.text
+    response = post(client, "/v1/jobs/ablation", ablation([f"{CRAWL}/*.jsonl"], out_dir=f"{STORAGE}/elsewhere"))
+    assert response.status_code == 422 and detail(response)["field"] == "config.out_dir", response.text
+    assert [p.rsplit("/", 1)[1] for p in fs.ls("runs-bucket/service/.jobs") if "/abl-" in p] == [job["id"]]  # the refused left nothing
 
 
 def test_credentials_in_a_storage_url_are_refused_without_being_echoed(roots):  # noqa: F811

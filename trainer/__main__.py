@@ -9,11 +9,11 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 import torch.distributed as dist
 
 from configs.overrides import Override
+from tokenizer.store_path import as_path
 from trainer.config import PRESETS, load_train_config
 from trainer.train import train
 
@@ -23,8 +23,9 @@ def _fail(out_dir: str | None, exc: Exception) -> int:
     print(f"error: {exc}", file=sys.stderr)
     if out_dir and os.environ.get("RANK", "0") == "0":
         try:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            (Path(out_dir) / "error.txt").write_text(f"{exc}\n")
+            out = as_path(out_dir)  # a URL is written to its store, not to a local folder named ``s3:``
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "error.txt").write_text(f"{exc}\n")
         except OSError:
             pass  # the message above still reaches the log
     return 2

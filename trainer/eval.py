@@ -36,6 +36,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from tokenizer.store_path import StorePath, as_path
+from tokenizer.storage import store_options
+
 logger = logging.getLogger(__name__)
 
 EVAL_TEXT = Path(__file__).resolve().parents[1] / "data" / "eval"
@@ -80,11 +83,13 @@ def encode_eval_text(paths: list[str], tokenizer) -> dict[str, EvalDomain]:
     return domains
 
 
-def manifest_tokenizer(manifest: str | Path):
-    """The sentencepiece model a curation run encoded its shards with, checked against the manifest's hash."""
+def manifest_tokenizer(manifest: str | Path | StorePath):
+    """The sentencepiece model a curation run encoded its shards with, checked against the manifest's hash.
+    A manifest on a store is read there: the model it names lies beside it (a node-local copy of the
+    manifest holds only the shards)."""
     from tokenizer.model import Tokenizer
 
-    path = Path(manifest)
+    path = as_path(manifest)
     path = path / "manifest.json" if path.is_dir() else path
     info = json.loads(path.read_text())["tokenizer"]
     tokenizer = Tokenizer(path.parent / info.get("model", "../tokenizer/spm.model"))
@@ -159,10 +164,11 @@ def eval_bpb(model, domains: dict[str, EvalDomain], seq_len: int, batch_size: in
 def load_run_model(run_dir: str | Path, device: torch.device):
     """(model of the latest complete checkpoint of a training run, in eval mode; its step; the run's config)."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader  # not re-exported by the package
 
     from trainer.model import ModelConfig, Transformer
 
-    run = Path(run_dir)
+    run = as_path(run_dir)  # a run on a store is read there
     if not (run / "config.json").is_file():
         raise FileNotFoundError(f"--run: {run / 'config.json'} not found; give the folder of a training run")
     done = sorted((run / "checkpoints").glob("step-*/extra.json"))
@@ -171,7 +177,9 @@ def load_run_model(run_dir: str | Path, device: torch.device):
     config = json.loads((run / "config.json").read_text())
     model = Transformer(ModelConfig(**config["model"])).to(device)
     state = {"model": model.state_dict()}
-    dcp.load(state, checkpoint_id=str(done[-1].parent), no_dist=not dist.is_initialized())
+    checkpoint = str(done[-1].parent)
+    reader = FsspecReader(checkpoint, **store_options(checkpoint)) if isinstance(run, StorePath) else None
+    dcp.load(state, checkpoint_id=checkpoint, storage_reader=reader, no_dist=not dist.is_initialized())
     model.load_state_dict(state["model"])
     model.eval()
     return model, json.loads(done[-1].read_text())["step"], config
@@ -209,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path(args.run) / "eval_bpb.json"
+    out = as_path(args.out) if args.out else as_path(args.run) / "eval_bpb.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"step": result["step"], "bpb": result["bpb"]}, indent=2))
     return 0

@@ -101,7 +101,8 @@ class Trainer:
         self.checkpointer = (StoreCheckpointer(cfg.out_dir, cfg.checkpoint.keep, self.out) if is_remote(cfg.out_dir)
                              else Checkpointer(self.out / "checkpoints", cfg.checkpoint.keep))
         # held-out bits per byte per domain on the reference text, at every validation
-        self.eval_text = load_eval_text(cfg.log.eval_text, local_manifest(cfg.data.manifest)) if cfg.log.eval_text else {}
+        # the manifest as given: a store's names the tokenizer beside it, which its node-local copy lacks
+        self.eval_text = load_eval_text(cfg.log.eval_text, cfg.data.manifest) if cfg.log.eval_text else {}
 
     def resume(self) -> int:
         """The step the latest complete checkpoint ended (its state loaded), or 0."""
