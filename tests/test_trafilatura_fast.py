@@ -165,12 +165,56 @@ def test_stop_lists_are_remembered_by_identity_with_justexts_answer():
     assert define(equal_but_another) == define(other)
 
 
+def test_the_replaced_functions_give_stock_answers_at_every_call_on_the_bundled_pages(monkeypatch):
+    """Stock trafilatura over every bundled page; at each call of a function in ``FUNCTIONS`` the
+    replacement gets the same input (a copy of the tree, for readability) and must give the same
+    answer (the same tree, serialized)."""
+    from copy import deepcopy
+
+    from datatrove.pipeline.extractors.trafilatura import Trafilatura
+    from trafilatura import readability_lxml, utils
+
+    stock_remove = utils.remove_control_characters
+    fast_remove = sel.printable_first(stock_remove)
+    stock_unlikely = readability_lxml.Document.remove_unlikely_candidates
+    fast_unlikely = sel.remembered_unlikely_candidates(readability_lxml)
+    calls = {"strings": 0, "trees": 0, "dropped": 0}
+
+    def checked_remove(string):
+        expected = stock_remove(string)
+        assert fast_remove(string) == expected, repr(string[:80])
+        calls["strings"] += 1
+        return expected
+
+    def checked_unlikely(self):
+        copy = readability_lxml.Document(deepcopy(self.doc))
+        before = sum(1 for _ in self.doc.iter())
+        fast_unlikely(copy)
+        stock_unlikely(self)
+        assert etree.tostring(copy.doc) == etree.tostring(self.doc)
+        calls["trees"] += 1
+        calls["dropped"] += before - sum(1 for _ in self.doc.iter())
+
+    monkeypatch.setattr(utils, "remove_control_characters", checked_remove)
+    monkeypatch.setattr(readability_lxml.Document, "remove_unlikely_candidates", checked_unlikely)
+    utils.line_processing.cache_clear()  # its cached lines would skip the calls
+    extract = Trafilatura(favour_precision=True, timeout=60, deduplicate=False).extract
+    for page in bundled_html():
+        extract(page)
+    edge = ["", "\t", "a\tb", "x\x00y", "\x7f", "\u2028", "\u00a0nbsp", "zero\u200bwidth", "\ud800", "\U0001f600", "é\r"]
+    for string in edge:
+        assert fast_remove(string) == stock_remove(string), repr(string)
+    assert calls["strings"] > 10_000 and calls["trees"] > 500 and calls["dropped"] > 100, calls
+
+
 def test_install_replaces_in_place_and_uninstall_restores():
     import justext.core
-    from trafilatura import main_extractor, xpaths
+    from trafilatura import main_extractor, utils, xpaths
+    from trafilatura.readability_lxml import Document
     from trafilatura.utils import load_html
 
     stock_define = justext.core.define_stoplist
+    stock_remove, stock_unlikely = utils.remove_control_characters, Document.remove_unlikely_candidates
     before = list(xpaths.OVERALL_DISCARD_XPATH)
     assert sel.install() >= 12
     assert sel.install() == 0
@@ -178,9 +222,11 @@ def test_install_replaces_in_place_and_uninstall_restores():
     assert all(isinstance(e, xpath_selectors.AttributeSelector) for e in main_extractor.OVERALL_DISCARD_XPATH)
     assert type(load_html("<html><body><input></body></html>").find(".//input")) is lxml_html.InputElement
     assert isinstance(justext.core.define_stoplist, sel.define_stoplist_by_identity)
+    assert utils.remove_control_characters is not stock_remove and Document.remove_unlikely_candidates is not stock_unlikely
     sel.uninstall()
     assert xpaths.OVERALL_DISCARD_XPATH == before
     assert justext.core.define_stoplist is stock_define
+    assert utils.remove_control_characters is stock_remove and Document.remove_unlikely_candidates is stock_unlikely
 
 
 def test_the_extract_stage_gives_stock_trafilatura_text():

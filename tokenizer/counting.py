@@ -29,6 +29,9 @@ _BPE = sentencepiece_model_pb2.TrainerSpec.BPE
 # Distinct words kept per process (~100 bytes each): bounded, because a crawl's vocabulary of
 # URLs, ids and numbers grows without end.
 MAX_CACHED_WORDS = 1 << 19
+# sentencepiece encodes a list on a thread pool it builds for the call (~40-80 µs of CPU, even for one
+# thread and one word; a word alone costs ~1-3 µs): fewer new words than this are encoded one by one
+BATCH_FROM = 32
 
 
 def counts_by_word(model: bytes) -> bool:
@@ -67,7 +70,12 @@ class WordCountCache:
         new = [w for w in dict.fromkeys(words) if w not in self.words]
         if len(self.words) + len(new) > self.max_words:
             self.words = {w: self.words[w] for w in words if w in self.words}
-        # one thread: the caller's (a Ray task is given one CPU; a pool of threads per call costs more than it saves)
+        if len(new) < BATCH_FROM:
+            encode = self.processor.encode
+            for word in new:
+                self.words[word] = len(encode(word))
+            return
+        # one thread (a Ray task is given one CPU; more threads per call cost more than they save)
         for word, ids in zip(new, self.processor.encode(new, num_threads=1)):
             self.words[word] = len(ids)
 

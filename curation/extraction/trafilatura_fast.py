@@ -16,7 +16,14 @@ of every language as one tuple of 154k words to ``justext.core.classify_paragrap
 them up in an ``lru_cache`` and so hashes the whole tuple on every call (~1 ms).
 ``define_stoplist_by_identity`` remembers the answer by the tuple object instead.
 
-``install()`` applies all three in the calling process; the extraction stage calls it in its child only.
+**Functions with a cheaper path to the same answer** (``FUNCTIONS``): readability's
+``remove_unlikely_candidates``, run on nearly every page, joined and searched the class and id of
+every element with two regular expressions: its answer is remembered per (class, id) pair.
+``remove_control_characters``, which calls a Python function per character of every line of every
+extracted text, returns a line whose characters are all printable as it is (it keeps every
+printable character and every space).
+
+``install()`` applies all of these in the calling process; the extraction stage calls it in its child only.
 """
 
 from __future__ import annotations
@@ -82,14 +89,74 @@ class define_stoplist_by_identity:  # noqa: N801 (stands in for a function)
         return words
 
 
+def printable_first(remove_control_characters):
+    """trafilatura's ``utils.remove_control_characters``, skipped for a string of printable characters only."""
+
+    def remove_control_characters_printable_first(string):
+        if string.isprintable():  # each character kept: the string itself
+            return string
+        return remove_control_characters(string)
+
+    return remove_control_characters_printable_first
+
+
+def remembered_unlikely_candidates(readability):
+    """readability's ``Document.remove_unlikely_candidates`` with each (class, id) pair's answer remembered."""
+    unlikely, likely = readability.REGEXES["unlikelyCandidatesRe"], readability.REGEXES["okMaybeItsACandidateRe"]
+    frame_tags = readability.FRAME_TAGS
+    memo: dict[tuple, bool] = {}
+
+    def remove_unlikely_candidates(self):
+        for elem in self.doc.findall(".//*"):
+            key = (elem.get("class"), elem.get("id"))
+            drop = memo.get(key)
+            if drop is None:
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()
+                attrs = " ".join(filter(None, key))
+                drop = memo[key] = len(attrs) >= 2 and unlikely.search(attrs) is not None and likely.search(attrs) is None
+            if drop and elem.tag not in frame_tags:
+                elem.drop_tree()
+
+    return remove_unlikely_candidates
+
+
+MEMO_LIMIT = 100_000
+# (module, owner of the function within it or "", name, replacement factory taking the original)
+FUNCTIONS = (
+    ("trafilatura.utils", "", "remove_control_characters", lambda module, original: printable_first(original)),
+    ("trafilatura.readability_lxml", "Document", "remove_unlikely_candidates", lambda module, original: remembered_unlikely_candidates(module)),
+)
+
+
+def _replace_functions() -> list[tuple[object, str, object]]:
+    """Each of ``FUNCTIONS`` this trafilatura has, replaced; (owner, name, original) of those replaced."""
+    import importlib
+
+    done = []
+    for module_name, owner_name, name, make in FUNCTIONS:
+        try:
+            module = importlib.import_module(module_name)
+            owner = getattr(module, owner_name) if owner_name else module
+            original = getattr(owner, name)
+            replacement = make(module, original)
+        except (ImportError, AttributeError, KeyError):  # another trafilatura version: leave it alone
+            continue
+        setattr(owner, name, replacement)
+        done.append((owner, name, original))
+    return done
+
+
 # what install() replaced, while installed: {"lists": {name: original expressions}, "parser": the
-# parser given c_class_lookup or None, "define_stoplist": justext's own or None}
+# parser given c_class_lookup or None, "define_stoplist": justext's own or None, "functions":
+# [(owner, name, original)]}
 _installed: dict | None = None
 
 
 def install() -> int:
     """Replace trafilatura's XPaths of ``SELECTOR_LISTS`` by equal selectors, in place (every importer
-    sees them), give its HTML parser ``c_class_lookup`` and justext ``define_stoplist_by_identity``.
+    sees them), give its HTML parser ``c_class_lookup``, justext ``define_stoplist_by_identity``, and
+    replace ``FUNCTIONS``.
 
     Returns the number of expressions replaced; a second call replaces nothing.
     """
@@ -100,7 +167,7 @@ def install() -> int:
 
     if _installed is not None:
         return 0
-    _installed = {"lists": {}, "parser": None, "define_stoplist": None}
+    _installed = {"lists": {}, "parser": None, "define_stoplist": None, "functions": _replace_functions()}
     replaced = 0
     for name in SELECTOR_LISTS:
         expressions = getattr(xpaths, name, None)
@@ -123,7 +190,7 @@ def install() -> int:
 
 
 def uninstall() -> None:
-    """trafilatura's own XPaths, lookup and justext's stop list function again."""
+    """trafilatura's own XPaths, lookup, functions and justext's stop list function again."""
     global _installed
     import justext.core
     from lxml import html as lxml_html
@@ -137,7 +204,10 @@ def uninstall() -> None:
         _installed["parser"].set_element_class_lookup(lxml_html.HtmlElementClassLookup())
     if _installed["define_stoplist"] is not None:
         justext.core.define_stoplist = _installed["define_stoplist"]
+    for owner, name, original in _installed["functions"]:
+        setattr(owner, name, original)
     _installed = None
 
 
-__all__ = ["SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "uninstall"]
+__all__ = ["FUNCTIONS", "SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "printable_first",
+           "remembered_unlikely_candidates", "uninstall"]
