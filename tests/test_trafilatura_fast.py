@@ -172,13 +172,26 @@ def test_the_replaced_functions_give_stock_answers_at_every_call_on_the_bundled_
     from copy import deepcopy
 
     from datatrove.pipeline.extractors.trafilatura import Trafilatura
-    from trafilatura import readability_lxml, utils
+    from trafilatura import htmlprocessing, main_extractor, readability_lxml, utils
 
+    stock_links, fast_links = main_extractor.delete_by_link_density, sel.links_first(htmlprocessing)
     stock_remove = utils.remove_control_characters
     fast_remove = sel.printable_first(stock_remove)
     stock_unlikely = readability_lxml.Document.remove_unlikely_candidates
     fast_unlikely = sel.remembered_unlikely_candidates(readability_lxml)
-    calls = {"strings": 0, "trees": 0, "dropped": 0}
+    calls = {"strings": 0, "trees": 0, "dropped": 0, "link_tests": 0, "link_deletions": 0}
+
+    def checked_links(subtree, tagname, backtracking=False, favor_precision=False):
+        root = subtree.getroottree()  # the whole tree: deleting ``subtree`` itself changes its parent
+        twin_root = deepcopy(root)
+        twin = twin_root.xpath(root.getpath(subtree))[0]
+        before = sum(1 for _ in root.iter())
+        fast_links(twin, tagname, backtracking, favor_precision)
+        result = stock_links(subtree, tagname, backtracking, favor_precision)
+        assert etree.tostring(twin_root) == etree.tostring(root)
+        calls["link_tests"] += 1
+        calls["link_deletions"] += before - sum(1 for _ in root.iter())
+        return result
 
     def checked_remove(string):
         expected = stock_remove(string)
@@ -197,6 +210,7 @@ def test_the_replaced_functions_give_stock_answers_at_every_call_on_the_bundled_
 
     monkeypatch.setattr(utils, "remove_control_characters", checked_remove)
     monkeypatch.setattr(readability_lxml.Document, "remove_unlikely_candidates", checked_unlikely)
+    monkeypatch.setattr(main_extractor, "delete_by_link_density", checked_links)
     utils.line_processing.cache_clear()  # its cached lines would skip the calls
     extract = Trafilatura(favour_precision=True, timeout=60, deduplicate=False).extract
     for page in bundled_html():
@@ -205,6 +219,7 @@ def test_the_replaced_functions_give_stock_answers_at_every_call_on_the_bundled_
     for string in edge:
         assert fast_remove(string) == stock_remove(string), repr(string)
     assert calls["strings"] > 10_000 and calls["trees"] > 500 and calls["dropped"] > 100, calls
+    assert calls["link_tests"] > 2_000 and calls["link_deletions"] > 100, calls
 
 
 def test_install_replaces_in_place_and_uninstall_restores():

@@ -21,12 +21,16 @@ them up in an ``lru_cache`` and so hashes the whole tuple on every call (~1 ms).
 every element with two regular expressions: its answer is remembered per (class, id) pair.
 ``remove_control_characters``, which calls a Python function per character of every line of every
 extracted text, returns a line whose characters are all printable as it is (it keeps every
-printable character and every space).
+printable character and every space). ``delete_by_link_density`` trimmed the whole text of every
+element of a tag to test its links, and an element without a link passes that test whatever its text:
+only elements with a link have their text taken.
 
 ``install()`` applies all of these in the calling process; the extraction stage calls it in its child only.
 """
 
 from __future__ import annotations
+
+import importlib
 
 from lxml import etree
 
@@ -121,18 +125,45 @@ def remembered_unlikely_candidates(readability):
     return remove_unlikely_candidates
 
 
+def links_first(htmlprocessing):
+    """htmlprocessing's ``delete_by_link_density``, taking the text only of elements with a link.
+
+    ``link_density_test`` answers (False, []) for an element without a ``ref`` below it, whatever
+    its text: such an element is neither deleted nor backtracked into, so its text is never needed.
+    """
+    link_density_test, delete_element, trim = htmlprocessing.link_density_test, htmlprocessing.delete_element, htmlprocessing.trim
+
+    def delete_by_link_density(subtree, tagname, backtracking=False, favor_precision=False):
+        deletions = []
+        threshold = 200 if favor_precision else 100
+        for elem in subtree.iter(tagname):
+            if elem.find(".//ref") is None:
+                continue
+            elemtext = trim(elem.text_content())
+            result, templist = link_density_test(elem, elemtext, favor_precision)
+            if result:
+                deletions.append(elem)
+            elif backtracking and templist and 0 < len(elemtext) < threshold and len(elem) >= 3:
+                deletions.extend(elem)
+        for elem in dict.fromkeys(deletions):
+            delete_element(elem)
+        return subtree
+
+    return delete_by_link_density
+
+
 MEMO_LIMIT = 100_000
 # (module, owner of the function within it or "", name, replacement factory taking the original)
 FUNCTIONS = (
     ("trafilatura.utils", "", "remove_control_characters", lambda module, original: printable_first(original)),
     ("trafilatura.readability_lxml", "Document", "remove_unlikely_candidates", lambda module, original: remembered_unlikely_candidates(module)),
+    # main_extractor imported the function itself: replaced there
+    ("trafilatura.main_extractor", "", "delete_by_link_density", lambda module, original: links_first(importlib.import_module("trafilatura.htmlprocessing"))),
 )
 
 
 def _replace_functions() -> list[tuple[object, str, object]]:
     """Each of ``FUNCTIONS`` this trafilatura has, replaced; (owner, name, original) of those replaced."""
-    import importlib
-
     done = []
     for module_name, owner_name, name, make in FUNCTIONS:
         try:
@@ -209,5 +240,5 @@ def uninstall() -> None:
     _installed = None
 
 
-__all__ = ["FUNCTIONS", "SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "printable_first",
+__all__ = ["FUNCTIONS", "SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "links_first", "printable_first",
            "remembered_unlikely_candidates", "uninstall"]
