@@ -222,6 +222,68 @@ def test_the_replaced_functions_give_stock_answers_at_every_call_on_the_bundled_
     assert calls["link_tests"] > 2_000 and calls["link_deletions"] > 100, calls
 
 
+def test_one_walk_selects_what_each_selector_selects_on_the_bundled_pages():
+    from trafilatura import xpaths
+    from trafilatura.utils import load_html
+
+    selectors = tuple(
+        compiled for name in sel.PRUNED_TOGETHER for e in getattr(xpaths, name)
+        if isinstance(e, etree.XPath) and (compiled := xpath_selectors.compile_selector(e.path)) is not None and compiled.which == "all"
+    )
+    assert len(selectors) == 6
+    selected = 0
+    for page in bundled_html()[::3]:
+        tree = load_html(page)
+        if tree is None:
+            continue
+        for context in (tree, tree.find(".//body")):
+            if context is None:
+                continue
+            together = xpath_selectors.select_each(selectors, context)
+            for selector, elements in zip(selectors, together):
+                assert _same(elements, selector(context)), selector
+                selected += len(elements)
+    assert selected > 1_000
+    with pytest.raises(ValueError):
+        xpath_selectors.select_each((xpath_selectors.compile_selector("(.//*[@id])[1]"),), tree)
+
+
+def test_pruning_in_one_walk_prunes_as_trafilatura_at_every_call(monkeypatch):
+    """With the selectors installed, each call of main_extractor's ``prune_unwanted_sections`` is
+    repeated by ``pruned_in_one_walk`` on a copy of the whole tree: the trees after, and the trees
+    returned (the one given, or the backup when pruning removed too much), must be equal."""
+    from copy import deepcopy
+
+    from datatrove.pipeline.extractors.trafilatura import Trafilatura
+    from trafilatura import main_extractor, xpaths
+
+    sel.install()
+    stock = next(original for _, name, original in sel._installed["functions"] if name == "prune_unwanted_sections")
+    one_walk = sel.pruned_in_one_walk(stock, xpaths)
+    calls = {"calls": 0, "backups": 0, "removed": 0}
+
+    def checked(tree, potential_tags, options):
+        root = tree.getroottree()
+        twin_root = deepcopy(root)
+        twin = twin_root.xpath(root.getpath(tree))[0]
+        before = sum(1 for _ in root.iter())
+        got = one_walk(twin, set(potential_tags), options)
+        expected = stock(tree, potential_tags, options)
+        assert etree.tostring(twin_root) == etree.tostring(root)
+        assert etree.tostring(got) == etree.tostring(expected)
+        assert (got is twin) == (expected is tree)
+        calls["calls"] += 1
+        calls["backups"] += expected is not tree
+        calls["removed"] += before - sum(1 for _ in root.iter())
+        return expected
+
+    monkeypatch.setattr(main_extractor, "prune_unwanted_sections", checked)
+    extract = Trafilatura(favour_precision=True, timeout=60, deduplicate=False).extract
+    for page in bundled_html():
+        extract(page)
+    assert calls["calls"] > 800 and calls["backups"] >= 5 and calls["removed"] > 10_000, calls
+
+
 def test_install_replaces_in_place_and_uninstall_restores():
     import justext.core
     from trafilatura import main_extractor, utils, xpaths

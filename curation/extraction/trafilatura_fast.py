@@ -25,6 +25,12 @@ printable character and every space). ``delete_by_link_density`` trimmed the who
 element of a tag to test its links, and an element without a link passes that test whatever its text:
 only elements with a link have their text taken.
 
+**Pruning in one walk.** ``prune_unwanted_sections`` (one to four times a page) prunes a tree with
+six selectors in a row, each walking the whole tree. ``pruned_in_one_walk`` evaluates them all in
+one walk first (``xpath_selectors.select_each``), and each then selects its elements that are still
+in the tree: pruning only removes elements, and an element's tag and attributes, all a selector
+tests, do not change when others are removed.
+
 ``install()`` applies all of these in the calling process; the extraction stage calls it in its child only.
 """
 
@@ -34,7 +40,7 @@ import importlib
 
 from lxml import etree
 
-from curation.extraction.xpath_selectors import compile_selector
+from curation.extraction.xpath_selectors import AttributeSelector, compile_selector, select_each
 
 # the lists of trafilatura.xpaths whose expressions are used only as ``expression(tree)``: by
 # ``htmlprocessing.prune_unwanted_nodes``, and (BODY_XPATH) by ``main_extractor._extract``
@@ -152,6 +158,49 @@ def links_first(htmlprocessing):
     return delete_by_link_density
 
 
+# the lists prune_unwanted_sections prunes with, one after another, in this order
+PRUNED_TOGETHER = ("OVERALL_DISCARD_XPATH", "PAYWALL_DISCARD_XPATH", "DISCARD_IMAGE_ELEMENTS", "TEASER_DISCARD_XPATH", "PRECISION_DISCARD_XPATH")
+
+
+def _below(element, context) -> bool:
+    return any(ancestor is context for ancestor in element.iterancestors())
+
+
+class _Selected:
+    """A selector's stand-in while one tree is pruned: on that tree, what the selector selected
+    when it was walked, less the elements removed since; on any other (a backup), the selector."""
+
+    __slots__ = ("selector", "tree", "elements")
+
+    def __init__(self, selector: AttributeSelector, tree, elements: list):
+        self.selector, self.tree, self.elements = selector, tree, elements
+
+    def __call__(self, tree) -> list:
+        if tree is not self.tree:
+            return self.selector(tree)
+        return [e for e in self.elements if _below(e, tree)]
+
+
+def pruned_in_one_walk(prune_unwanted_sections, xpaths):
+    """main_extractor's ``prune_unwanted_sections`` with the selectors of ``PRUNED_TOGETHER`` evaluated in one walk."""
+    lists = [getattr(xpaths, name) for name in PRUNED_TOGETHER]
+
+    def prune_unwanted_sections_one_walk(tree, potential_tags, options):
+        slots = [(expressions, i, e) for expressions in lists for i, e in enumerate(expressions) if isinstance(e, AttributeSelector) and e.which == "all"]
+        if not slots or not isinstance(tree, etree._Element):
+            return prune_unwanted_sections(tree, potential_tags, options)
+        selected = select_each(tuple(e for _, _, e in slots), tree)
+        for (expressions, i, selector), elements in zip(slots, selected):
+            expressions[i] = _Selected(selector, tree, elements)
+        try:
+            return prune_unwanted_sections(tree, potential_tags, options)
+        finally:
+            for expressions, i, selector in slots:
+                expressions[i] = selector
+
+    return prune_unwanted_sections_one_walk
+
+
 MEMO_LIMIT = 100_000
 # (module, owner of the function within it or "", name, replacement factory taking the original)
 FUNCTIONS = (
@@ -159,6 +208,7 @@ FUNCTIONS = (
     ("trafilatura.readability_lxml", "Document", "remove_unlikely_candidates", lambda module, original: remembered_unlikely_candidates(module)),
     # main_extractor imported the function itself: replaced there
     ("trafilatura.main_extractor", "", "delete_by_link_density", lambda module, original: links_first(importlib.import_module("trafilatura.htmlprocessing"))),
+    ("trafilatura.main_extractor", "", "prune_unwanted_sections", lambda module, original: pruned_in_one_walk(original, importlib.import_module("trafilatura.xpaths"))),
 )
 
 
@@ -198,7 +248,7 @@ def install() -> int:
 
     if _installed is not None:
         return 0
-    _installed = {"lists": {}, "parser": None, "define_stoplist": None, "functions": _replace_functions()}
+    _installed = {"lists": {}, "parser": None, "define_stoplist": None, "functions": []}
     replaced = 0
     for name in SELECTOR_LISTS:
         expressions = getattr(xpaths, name, None)
@@ -217,6 +267,7 @@ def install() -> int:
     if callable(getattr(justext.core, "define_stoplist", None)):
         _installed["define_stoplist"] = justext.core.define_stoplist
         justext.core.define_stoplist = define_stoplist_by_identity(justext.core.define_stoplist)
+    _installed["functions"] = _replace_functions()
     return replaced
 
 
@@ -240,5 +291,5 @@ def uninstall() -> None:
     _installed = None
 
 
-__all__ = ["FUNCTIONS", "SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "links_first", "printable_first",
+__all__ = ["FUNCTIONS", "SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "links_first", "printable_first", "pruned_in_one_walk",
            "remembered_unlikely_candidates", "uninstall"]

@@ -208,10 +208,7 @@ class AttributeSelector:
         return f"AttributeSelector({self.path!r})"
 
     def __call__(self, tree) -> list:
-        if isinstance(tree, etree._ElementTree):  # the document is the context: its root is a descendant
-            root, skip = tree.getroot(), None
-        else:
-            root, skip = tree, tree
+        root, skip = _context(tree)
         if root is None:
             return []
         walk = root.iter(*self.tags) if self.tags else root.iter(etree.Element)
@@ -247,6 +244,57 @@ class AttributeSelector:
         return found
 
 
+def select_each(selectors: tuple[AttributeSelector, ...], tree) -> list[list]:
+    """What each of ``selectors`` (each selecting "all") selects on ``tree``, from one walk of it.
+
+    trafilatura prunes a tree with six such selectors in a row; one walk reads each element's
+    attributes once (``items()``: one call, where each test's ``get`` was one) for all of them.
+    Equal, selector by selector, to calling each on the same tree.
+    """
+    if any(s.which != "all" for s in selectors):
+        raise ValueError("select_each takes selectors of every match only")
+    found: list[list] = [[] for _ in selectors]
+    root, skip = _context(tree)
+    if root is None:
+        return found
+    by_tag: dict[str, tuple] = {}  # tag -> ((found list, tests) of each selector that takes the tag)
+    for element in root.iter(etree.Element):
+        if element is skip:
+            continue
+        plan = by_tag.get(element.tag)
+        if plan is None:
+            plan = by_tag[element.tag] = tuple((out, s.tests) for out, s in zip(found, selectors) if not s.tags or element.tag in s.tags)
+        if not plan:
+            continue
+        items = element.items()
+        if not items:  # every test needs an attribute
+            continue
+        attrs = dict(items)
+        for out, tests in plan:
+            for attr, pattern, memo in tests:
+                value = attrs.get(attr)
+                if value is None:
+                    continue
+                if pattern is not None:
+                    hit = memo.get(value)
+                    if hit is None:
+                        if len(memo) >= AttributeSelector.MEMO_LIMIT:
+                            memo.clear()
+                        hit = memo[value] = pattern.search(value) is not None
+                    if not hit:
+                        continue
+                out.append(element)
+                break
+    return found
+
+
+def _context(tree) -> tuple:
+    """(root to walk, the context node to leave out): a document's root is one of its descendants."""
+    if isinstance(tree, etree._ElementTree):
+        return tree.getroot(), None
+    return tree, tree
+
+
 def compile_selector(path: str) -> AttributeSelector | None:
     """A selector equal to the XPath ``path``, or None where ``path`` is not of the supported shape."""
     try:
@@ -264,4 +312,4 @@ def compile_selector(path: str) -> AttributeSelector | None:
     return AttributeSelector(path, tags, patterns, which)
 
 
-__all__ = ["AttributeSelector", "compile_selector"]
+__all__ = ["AttributeSelector", "compile_selector", "select_each"]
