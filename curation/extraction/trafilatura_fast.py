@@ -25,11 +25,11 @@ printable character and every space). ``delete_by_link_density`` trimmed the who
 element of a tag to test its links, and an element without a link passes that test whatever its text:
 only elements with a link have their text taken.
 
-**Pruning in one walk.** ``prune_unwanted_sections`` (one to four times a page) prunes a tree with
-six selectors in a row, each walking the whole tree. ``pruned_in_one_walk`` evaluates them all in
-one walk first (``xpath_selectors.select_each``), and each then selects its elements that are still
-in the tree: pruning only removes elements, and an element's tag and attributes, all a selector
-tests, do not change when others are removed.
+**Pruning in one walk.** ``prune_unwanted_sections`` (once or twice a page) prunes a tree with six
+selectors in a row, each walking the whole tree (``PRUNED_TOGETHER``). ``in_one_walk`` evaluates them in one walk first
+(``xpath_selectors.select_each``), and each then selects its elements that are still in the tree:
+pruning only removes elements, and an element's tag and attributes, all a selector tests, do not
+change when others are removed.
 
 ``install()`` applies all of these in the calling process; the extraction stage calls it in its child only.
 """
@@ -158,8 +158,11 @@ def links_first(htmlprocessing):
     return delete_by_link_density
 
 
-# the lists prune_unwanted_sections prunes with, one after another, in this order
-PRUNED_TOGETHER = ("OVERALL_DISCARD_XPATH", "PAYWALL_DISCARD_XPATH", "DISCARD_IMAGE_ELEMENTS", "TEASER_DISCARD_XPATH", "PRECISION_DISCARD_XPATH")
+# the lists each function prunes one tree with, one after another, and the tree's argument position
+PRUNED_TOGETHER = {
+    "prune_unwanted_sections": (0, ("OVERALL_DISCARD_XPATH", "PAYWALL_DISCARD_XPATH", "DISCARD_IMAGE_ELEMENTS", "TEASER_DISCARD_XPATH",
+                                    "PRECISION_DISCARD_XPATH")),
+}
 
 
 def _below(element, context) -> bool:
@@ -167,38 +170,49 @@ def _below(element, context) -> bool:
 
 
 class _Selected:
-    """A selector's stand-in while one tree is pruned: on that tree, what the selector selected
-    when it was walked, less the elements removed since; on any other (a backup), the selector."""
+    """A selector's stand-in while one tree is pruned, used once: on that tree, what the selector
+    selected when it was walked, less the elements removed since; then the selector is back in its
+    place. On any other tree (a backup), the selector itself."""
 
-    __slots__ = ("selector", "tree", "elements")
+    __slots__ = ("selector", "tree", "elements", "slot")
 
-    def __init__(self, selector: AttributeSelector, tree, elements: list):
-        self.selector, self.tree, self.elements = selector, tree, elements
+    def __init__(self, selector: AttributeSelector, tree, elements: list, slot: tuple[list, int]):
+        self.selector, self.tree, self.elements, self.slot = selector, tree, elements, slot
 
     def __call__(self, tree) -> list:
         if tree is not self.tree:
             return self.selector(tree)
+        expressions, i = self.slot
+        expressions[i] = self.selector
         return [e for e in self.elements if _below(e, tree)]
 
 
-def pruned_in_one_walk(prune_unwanted_sections, xpaths):
-    """main_extractor's ``prune_unwanted_sections`` with the selectors of ``PRUNED_TOGETHER`` evaluated in one walk."""
-    lists = [getattr(xpaths, name) for name in PRUNED_TOGETHER]
+def in_one_walk(function, tree_arg: int, list_names: tuple[str, ...], xpaths):
+    """``function``, which prunes its argument ``tree_arg`` with the lists ``list_names`` one after
+    another before changing it otherwise, with their selectors evaluated in one walk first."""
+    lists = [getattr(xpaths, name) for name in list_names]
 
-    def prune_unwanted_sections_one_walk(tree, potential_tags, options):
+    def pruning_in_one_walk(*args):
+        tree = args[tree_arg]
         slots = [(expressions, i, e) for expressions in lists for i, e in enumerate(expressions) if isinstance(e, AttributeSelector) and e.which == "all"]
         if not slots or not isinstance(tree, etree._Element):
-            return prune_unwanted_sections(tree, potential_tags, options)
+            return function(*args)
         selected = select_each(tuple(e for _, _, e in slots), tree)
         for (expressions, i, selector), elements in zip(slots, selected):
-            expressions[i] = _Selected(selector, tree, elements)
+            expressions[i] = _Selected(selector, tree, elements, (expressions, i))
         try:
-            return prune_unwanted_sections(tree, potential_tags, options)
-        finally:
+            return function(*args)
+        finally:  # the stand-ins not used (a list the function skipped)
             for expressions, i, selector in slots:
                 expressions[i] = selector
 
-    return prune_unwanted_sections_one_walk
+    pruning_in_one_walk.__name__ = f"{function.__name__}_in_one_walk"
+    return pruning_in_one_walk
+
+
+def _one_walk(name: str):
+    tree_arg, list_names = PRUNED_TOGETHER[name]
+    return lambda module, original: in_one_walk(original, tree_arg, list_names, importlib.import_module("trafilatura.xpaths"))
 
 
 MEMO_LIMIT = 100_000
@@ -208,7 +222,7 @@ FUNCTIONS = (
     ("trafilatura.readability_lxml", "Document", "remove_unlikely_candidates", lambda module, original: remembered_unlikely_candidates(module)),
     # main_extractor imported the function itself: replaced there
     ("trafilatura.main_extractor", "", "delete_by_link_density", lambda module, original: links_first(importlib.import_module("trafilatura.htmlprocessing"))),
-    ("trafilatura.main_extractor", "", "prune_unwanted_sections", lambda module, original: pruned_in_one_walk(original, importlib.import_module("trafilatura.xpaths"))),
+    ("trafilatura.main_extractor", "", "prune_unwanted_sections", _one_walk("prune_unwanted_sections")),
 )
 
 
@@ -291,5 +305,5 @@ def uninstall() -> None:
     _installed = None
 
 
-__all__ = ["FUNCTIONS", "SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "links_first", "printable_first", "pruned_in_one_walk",
+__all__ = ["FUNCTIONS", "SELECTOR_LISTS", "c_class_lookup", "define_stoplist_by_identity", "install", "links_first", "in_one_walk", "printable_first",
            "remembered_unlikely_candidates", "uninstall"]
