@@ -14,7 +14,6 @@ import re
 import shlex
 import threading
 import time
-from pathlib import Path
 
 import yaml
 
@@ -27,14 +26,17 @@ from service.ray_jobs import RayJobs
 from service.run_views import read_json
 from service.settings import PROJECT_ROOT, ServiceSettings
 from service.store import Job, JobStore
+from tokenizer.store_path import AnyPath, as_path
 
 logger = logging.getLogger(__name__)
 
 
-def _read_text(path: Path, limit: int = 2000) -> str | None:
+def _read_text(path: AnyPath, limit: int = 2000) -> str | None:
+    """The start of a text file, local or on the store; None when it cannot be read (not written)."""
     try:
-        return path.read_text(errors="replace")[:limit].strip() or None
-    except OSError:
+        return path.read_bytes()[: 4 * limit].decode("utf-8", errors="replace")[:limit].strip() or None
+    except Exception as exc:  # missing, or a store that failed this once: the generic message stands in
+        logger.debug("cannot read %s: %s", path, exc)
         return None
 
 
@@ -171,7 +173,7 @@ class JobService:
         """What a client is told of a failure: the run's own error (the curation run's stats.json, the
         trainer's error.txt), never Ray's log, which holds command lines, paths and tracebacks; the log
         goes to the service's own log, for the operator."""
-        out = Path(job.output_dir)
+        out = as_path(job.output_dir)  # on the store when the service has one
         if job.kind == "curation":
             own = (read_json(out / "stats.json") or {}).get("error")
         else:

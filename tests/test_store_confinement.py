@@ -7,6 +7,7 @@ each job's config beside its run, on the store)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +17,8 @@ from service.api import create_app
 from service.settings import ServiceSettings
 from scripts.s3_server import moto_in_environment
 from tests.test_fuzz_api import FakeRay
-from tests.test_security import _settings, curation, detail, post, roots  # noqa: F401  (roots: a fixture)
+from service.ray_jobs import RayJobState
+from tests.test_security import AUTH, _settings, curation, detail, post, roots  # noqa: F401  (roots: a fixture)
 
 CRAWL = "s3://crawl-bucket/crawl"
 STORAGE = "s3://runs-bucket/service"
@@ -95,3 +97,47 @@ def test_credentials_in_a_storage_url_are_refused_without_being_echoed(roots):  
     assert "hunter2secret" not in str(err.value)
     with pytest.raises(ValidationError):
         ServiceSettings.from_env({"CURATION_STATE_DIR": str(roots["base"] / "state"), "CURATION_STORE_ROOTS": "/local/folder"})
+
+
+class FailingRay(FakeRay):
+    """Jobs run until the test ends them (``failed``): then Ray reports a process that exited 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed: set[str] = set()
+
+    def state(self, submission_id):
+        if submission_id in self.failed:
+            return RayJobState("failed", "Job entrypoint command failed with exit code 1", 1.0, 2.0)
+        return RayJobState("running", None, 1.0, None)
+
+
+def test_a_failed_job_on_the_store_shows_the_runs_own_error(store_client, roots, tmp_path):  # noqa: F811
+    """The error a client sees is the run's own (a curation run's stats.json, a training's
+    error.txt), read from the store the run wrote it to; without one, the generic message."""
+    _, fs = store_client  # its store, another service on it
+    fs.pipe_file("crawl-bucket/crawl/tokens/manifest.json", b"{}")
+    settings = _settings(roots, storage=STORAGE, store_roots=[CRAWL], database_url=f"sqlite:///{tmp_path / 'jobs.db'}", state_dir=tmp_path,
+                         max_running_jobs=4)
+    ray = FailingRay()
+    with TestClient(create_app(settings, ray=ray, poll_interval_s=0.05), raise_server_exceptions=False) as client:
+        curated = post(client, "/v1/jobs/curation", curation([f"{CRAWL}/*.jsonl"])).json()
+        trained = post(client, "/v1/jobs/training", {"manifest": f"{CRAWL}/tokens/manifest.json"})
+        assert trained.status_code == 201, trained.text
+        trained = trained.json()
+        silent = post(client, "/v1/jobs/curation", curation([f"{CRAWL}/*.jsonl"])).json()
+        fs.pipe_file(curated["output_dir"].removeprefix("s3://") + "/stats.json", json.dumps({"status": "failed", "error": "ShardFailed: shard a: bad gzip"}).encode())
+        fs.pipe_file(trained["output_dir"].removeprefix("s3://") + "/error.txt", b"the cluster holds 1 of the 2 CPU it needs\n")
+
+        ray.failed.update(job["id"] for job in (curated, trained, silent))  # after each wrote its error, as a run does
+
+        def error(job: dict) -> str:
+            deadline = time.monotonic() + 30
+            while (shown := client.get(f"/v1/jobs/{job['id']}", headers=AUTH).json())["state"] != "failed" and time.monotonic() < deadline:
+                time.sleep(0.05)  # the service's poller records what Ray reports
+            assert shown["state"] == "failed", shown
+            return shown["error"]
+
+        assert error(curated) == "ShardFailed: shard a: bad gzip"
+        assert error(trained) == "the cluster holds 1 of the 2 CPU it needs"
+        assert error(silent).startswith("the job's process failed with exit code 1")
