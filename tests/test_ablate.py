@@ -103,6 +103,29 @@ def test_the_plot_and_a_failed_commands_log_are_written_to_the_store():
         assert text.startswith("an earlier attempt\n") and "/no/such/file.json" in text  # appended, as a local log is
 
 
+def test_a_failed_ablation_leaves_its_error_where_the_service_reads_it(tmp_path, monkeypatch):
+    """``<root>/error.txt`` (a job's output_dir) holds what failed, locally and on a store; the
+    failure still ends the command."""
+    from ablation import ablate
+
+    def failing(cfg, **_):
+        raise RuntimeError("`python -m trainer` failed (exit 1); see train.log")
+
+    monkeypatch.setattr(ablate, "run_ablation", failing)
+    local = tmp_path / "ablation.yaml"
+    local.write_text(f"name: t\nout_dir: {tmp_path}\n")
+    with pytest.raises(RuntimeError):
+        ablate.main(["--config", str(local)])
+    assert (tmp_path / "t" / "error.txt").read_text() == "RuntimeError: `python -m trainer` failed (exit 1); see train.log\n"
+    with moto_in_environment() as fs:
+        fs.mkdir("abl-failed")
+        stored = tmp_path / "stored.yaml"
+        stored.write_text("name: t\nout_dir: s3://abl-failed/ablations\n")
+        with pytest.raises(RuntimeError):
+            ablate.main(["--config", str(stored)])
+        assert fs.cat_file("abl-failed/ablations/t/error.txt").decode().startswith("RuntimeError: `python -m trainer` failed")
+
+
 @pytest.mark.slow
 def test_two_variants_two_seeds_run_end_to_end_and_write_their_table(tmp_path):
     sources = [
