@@ -227,7 +227,7 @@ def test_one_walk_selects_what_each_selector_selects_on_the_bundled_pages():
     from trafilatura.utils import load_html
 
     selectors = tuple(
-        compiled for name in sel.PRUNED_TOGETHER["prune_unwanted_sections"][1] for e in getattr(xpaths, name)
+        compiled for name in sel.PRUNED_TOGETHER for e in getattr(xpaths, name)
         if isinstance(e, etree.XPath) and (compiled := xpath_selectors.compile_selector(e.path)) is not None and compiled.which == "all"
     )
     assert len(selectors) == 6
@@ -248,60 +248,42 @@ def test_one_walk_selects_what_each_selector_selects_on_the_bundled_pages():
         xpath_selectors.select_each((xpath_selectors.compile_selector("(.//*[@id])[1]"),), tree)
 
 
-def _serialized(value):
-    if isinstance(value, (etree._Element, etree._ElementTree)):
-        return etree.tostring(value)
-    if isinstance(value, tuple):
-        return tuple(_serialized(v) for v in value)
-    return value
-
-
-@pytest.mark.parametrize("name", sorted(sel.PRUNED_TOGETHER))
-def test_pruning_in_one_walk_prunes_as_trafilatura_at_every_call(monkeypatch, name):
-    """With the selectors installed, each call of a function of ``PRUNED_TOGETHER`` during
-    extraction of every bundled page is repeated by its ``in_one_walk`` version on copies of its
-    trees: the trees after, and what it returns (for ``prune_unwanted_sections`` the tree given,
-    or the backup when pruning removed too much), must be equal."""
+def test_pruning_in_one_walk_prunes_as_trafilatura_at_every_call(monkeypatch):
+    """With the selectors installed, each call of main_extractor's ``prune_unwanted_sections`` is
+    repeated by ``in_one_walk`` on a copy of the whole tree: the trees after, and the trees
+    returned (the one given, or the backup when pruning removed too much), must be equal."""
     from copy import deepcopy
 
     from datatrove.pipeline.extractors.trafilatura import Trafilatura
     from trafilatura import main_extractor, xpaths
 
-    module = {"prune_unwanted_sections": main_extractor}[name]
     sel.install()
-    stock = next(original for owner, replaced, original in sel._installed["functions"] if replaced == name and owner is module)
-    tree_arg, lists = sel.PRUNED_TOGETHER[name]
-    one_walk = sel.in_one_walk(stock, tree_arg, lists, xpaths)
+    stock = next(original for owner, name, original in sel._installed["functions"] if name == "prune_unwanted_sections" and owner is main_extractor)
+    one_walk = sel.in_one_walk(stock, xpaths)
     calls = {"calls": 0, "same_tree": 0, "removed": 0}
 
-    def checked(*args):
-        trees = [i for i, a in enumerate(args) if isinstance(a, etree._Element)]
-        roots = {i: args[i].getroottree() for i in trees}
-        twins = list(args)
-        twin_roots = {}
-        for i in trees:
-            twin_roots[i] = deepcopy(roots[i])
-            twins[i] = twin_roots[i].xpath(roots[i].getpath(args[i]))[0]
-        before = sum(1 for _ in roots[tree_arg].iter())
-        got = one_walk(*twins)
-        expected = stock(*args)
-        for i in trees:
-            assert etree.tostring(twin_roots[i]) == etree.tostring(roots[i])
-        assert _serialized(got) == _serialized(expected)
-        if name == "prune_unwanted_sections":
-            assert (got is twins[tree_arg]) == (expected is args[tree_arg])
-            calls["same_tree"] += expected is args[tree_arg]
+    def checked(tree, potential_tags, options):
+        root = tree.getroottree()
+        twin_root = deepcopy(root)
+        twin = twin_root.xpath(root.getpath(tree))[0]
+        before = sum(1 for _ in root.iter())
+        got = one_walk(twin, set(potential_tags), options)
+        expected = stock(tree, potential_tags, options)
+        assert etree.tostring(twin_root) == etree.tostring(root)
+        assert etree.tostring(got) == etree.tostring(expected)
+        assert (got is twin) == (expected is tree)
         calls["calls"] += 1
-        calls["removed"] += before - sum(1 for _ in roots[tree_arg].iter())
+        calls["same_tree"] += expected is tree
+        calls["removed"] += before - sum(1 for _ in root.iter())
         return expected
 
-    monkeypatch.setattr(module, name, checked)
+    monkeypatch.setattr(main_extractor, "prune_unwanted_sections", checked)
     extract = Trafilatura(favour_precision=True, timeout=60, deduplicate=False).extract
     for page in bundled_html():
         extract(page)
     assert calls["calls"] > 800 and calls["removed"] > 10_000, calls
-    if name == "prune_unwanted_sections":  # the backup was taken on some pages, not all
-        assert 5 <= calls["calls"] - calls["same_tree"] < calls["calls"] // 2, calls
+    # the backup was taken on some pages, not all
+    assert 5 <= calls["calls"] - calls["same_tree"] < calls["calls"] // 2, calls
 
 
 def test_install_replaces_in_place_and_uninstall_restores():

@@ -40,7 +40,7 @@ import importlib
 
 from lxml import etree
 
-from curation.extraction.xpath_selectors import AttributeSelector, compile_selector, select_each
+from curation.extraction.xpath_selectors import AttributeSelector, compile_selector, remember, select_each
 
 # the lists of trafilatura.xpaths whose expressions are used only as ``expression(tree)``: by
 # ``htmlprocessing.prune_unwanted_nodes``, and (BODY_XPATH) by ``main_extractor._extract``
@@ -116,15 +116,16 @@ def remembered_unlikely_candidates(readability):
     frame_tags = readability.FRAME_TAGS
     memo: dict[tuple, bool] = {}
 
+    def _unlikely(key: tuple) -> bool:
+        attrs = " ".join(filter(None, key))
+        return len(attrs) >= 2 and unlikely.search(attrs) is not None and likely.search(attrs) is None
+
     def remove_unlikely_candidates(self):
         for elem in self.doc.findall(".//*"):
             key = (elem.get("class"), elem.get("id"))
             drop = memo.get(key)
             if drop is None:
-                if len(memo) >= MEMO_LIMIT:
-                    memo.clear()
-                attrs = " ".join(filter(None, key))
-                drop = memo[key] = len(attrs) >= 2 and unlikely.search(attrs) is not None and likely.search(attrs) is None
+                drop = remember(memo, key, _unlikely, key)
             if drop and elem.tag not in frame_tags:
                 elem.drop_tree()
 
@@ -158,11 +159,8 @@ def links_first(htmlprocessing):
     return delete_by_link_density
 
 
-# the lists each function prunes one tree with, one after another, and the tree's argument position
-PRUNED_TOGETHER = {
-    "prune_unwanted_sections": (0, ("OVERALL_DISCARD_XPATH", "PAYWALL_DISCARD_XPATH", "DISCARD_IMAGE_ELEMENTS", "TEASER_DISCARD_XPATH",
-                                    "PRECISION_DISCARD_XPATH")),
-}
+# the lists prune_unwanted_sections prunes its tree with, one after another
+PRUNED_TOGETHER = ("OVERALL_DISCARD_XPATH", "PAYWALL_DISCARD_XPATH", "DISCARD_IMAGE_ELEMENTS", "TEASER_DISCARD_XPATH", "PRECISION_DISCARD_XPATH")
 
 
 def _below(element, context) -> bool:
@@ -187,42 +185,35 @@ class _Selected:
         return [e for e in self.elements if _below(e, tree)]
 
 
-def in_one_walk(function, tree_arg: int, list_names: tuple[str, ...], xpaths):
-    """``function``, which prunes its argument ``tree_arg`` with the lists ``list_names`` one after
-    another before changing it otherwise, with their selectors evaluated in one walk first."""
-    lists = [getattr(xpaths, name) for name in list_names]
+def in_one_walk(prune_unwanted_sections, xpaths):
+    """main_extractor's ``prune_unwanted_sections``, which prunes its tree with the lists of
+    ``PRUNED_TOGETHER`` one after another before changing it otherwise, with their selectors
+    evaluated in one walk first."""
+    lists = [getattr(xpaths, name) for name in PRUNED_TOGETHER]
 
-    def pruning_in_one_walk(*args):
-        tree = args[tree_arg]
+    def prune_unwanted_sections_in_one_walk(tree, *args):
         slots = [(expressions, i, e) for expressions in lists for i, e in enumerate(expressions) if isinstance(e, AttributeSelector) and e.which == "all"]
         if not slots or not isinstance(tree, etree._Element):
-            return function(*args)
+            return prune_unwanted_sections(tree, *args)
         selected = select_each(tuple(e for _, _, e in slots), tree)
         for (expressions, i, selector), elements in zip(slots, selected):
             expressions[i] = _Selected(selector, tree, elements, (expressions, i))
         try:
-            return function(*args)
+            return prune_unwanted_sections(tree, *args)
         finally:  # the stand-ins not used (a list the function skipped)
             for expressions, i, selector in slots:
                 expressions[i] = selector
 
-    pruning_in_one_walk.__name__ = f"{function.__name__}_in_one_walk"
-    return pruning_in_one_walk
+    return prune_unwanted_sections_in_one_walk
 
 
-def _one_walk(name: str):
-    tree_arg, list_names = PRUNED_TOGETHER[name]
-    return lambda module, original: in_one_walk(original, tree_arg, list_names, importlib.import_module("trafilatura.xpaths"))
-
-
-MEMO_LIMIT = 100_000
 # (module, owner of the function within it or "", name, replacement factory taking the original)
 FUNCTIONS = (
     ("trafilatura.utils", "", "remove_control_characters", lambda module, original: printable_first(original)),
     ("trafilatura.readability_lxml", "Document", "remove_unlikely_candidates", lambda module, original: remembered_unlikely_candidates(module)),
     # main_extractor imported the function itself: replaced there
     ("trafilatura.main_extractor", "", "delete_by_link_density", lambda module, original: links_first(importlib.import_module("trafilatura.htmlprocessing"))),
-    ("trafilatura.main_extractor", "", "prune_unwanted_sections", _one_walk("prune_unwanted_sections")),
+    ("trafilatura.main_extractor", "", "prune_unwanted_sections", lambda module, original: in_one_walk(original, importlib.import_module("trafilatura.xpaths"))),
 )
 
 

@@ -190,12 +190,28 @@ def _test_pattern(kind: str, needle: str, table: dict[str, str]) -> str:
     return rf"\A{body}\Z"  # equals
 
 
+# attribute values repeat across a page and a site (``class="hs-identifier"``): each value's answer
+# is remembered, up to this many per memo
+MEMO_LIMIT = 100_000
+
+
+def remember(memo: dict, key, answer, *args) -> bool:
+    """``answer(*args)``, stored in ``memo`` for ``key`` (emptied when it holds ``MEMO_LIMIT``): called on a miss only.
+
+    Arguments, not a closure: a variable a closure captures is a cell in the whole calling
+    function, and these callers read theirs in a loop over every element of a page."""
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
+    memo[key] = hit = answer(*args)
+    return hit
+
+
+def _searched(pattern: re.Pattern, value: str) -> bool:
+    return pattern.search(value) is not None
+
+
 class AttributeSelector:
     """Elements below the context node (of ``tags``, if given) whose attributes satisfy any test."""
-
-    # attribute values repeat across a page and a site (``class="hs-identifier"``): each value's
-    # answer is remembered, up to this many per attribute
-    MEMO_LIMIT = 100_000
 
     def __init__(self, path: str, tags: tuple[str, ...] | None, patterns: tuple[tuple[str, re.Pattern | None], ...], which: str = "all"):
         self.path = path  # the XPath it stands for, as ``etree.XPath.path``
@@ -230,9 +246,7 @@ class AttributeSelector:
                 if pattern is not None:
                     hit = memo.get(value)
                     if hit is None:
-                        if len(memo) >= self.MEMO_LIMIT:
-                            memo.clear()
-                        hit = memo[value] = pattern.search(value) is not None
+                        hit = remember(memo, value, _searched, pattern, value)
                     if not hit:
                         continue
                 found.append(element)
@@ -278,9 +292,7 @@ def select_each(selectors: tuple[AttributeSelector, ...], tree) -> list[list]:
                 if pattern is not None:
                     hit = memo.get(value)
                     if hit is None:
-                        if len(memo) >= AttributeSelector.MEMO_LIMIT:
-                            memo.clear()
-                        hit = memo[value] = pattern.search(value) is not None
+                        hit = remember(memo, value, _searched, pattern, value)
                     if not hit:
                         continue
                 out.append(element)
@@ -312,4 +324,4 @@ def compile_selector(path: str) -> AttributeSelector | None:
     return AttributeSelector(path, tags, patterns, which)
 
 
-__all__ = ["AttributeSelector", "compile_selector", "select_each"]
+__all__ = ["MEMO_LIMIT", "AttributeSelector", "compile_selector", "remember", "select_each"]
