@@ -32,7 +32,7 @@ from ablation.training import plan_entry, run_plan
 from pipelines.config import ConfigError, WebCorpusConfig
 from pipelines.ray_runtime import ray_session
 from pipelines.web_corpus import run_web_corpus
-from tokenizer.files import atomic_write_bytes, atomic_write_json
+from tokenizer.files import atomic_write_bytes, atomic_write_json, write_error
 from tokenizer.store_path import AnyPath
 
 logger = logging.getLogger("ablation.ablate")
@@ -115,15 +115,6 @@ def run_ablation(cfg: AblationConfig, progress: bool = True, only: str | None = 
     return summary
 
 
-def write_error(root: AnyPath, exc: Exception) -> None:
-    """The failure in ``<root>/error.txt``, which the service shows a client (as the trainer leaves its own)."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
-    except Exception as unwritten:  # the failure itself still reaches the log
-        logger.warning("cannot write %s: %s", root / "error.txt", unwritten)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ablation", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="ablation YAML (default: the ladder on the bundled corpus, tiny model, 3 seeds)")
@@ -140,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run_ablation(cfg, progress=not args.no_progress, only=args.only, parallel=args.parallel)
     except ConfigError as exc:
-        write_error(cfg.root, exc)
+        write_error(cfg.root, f"{type(exc).__name__}: {exc}\n")
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        write_error(cfg.root, exc)
+        write_error(cfg.root, f"{type(exc).__name__}: {exc}\n")
         raise
     if args.only:
         print(f"curated; {summary['runs']} training runs in {summary['train_plan']} (python -m ablation.training --plan ...)")

@@ -13,12 +13,15 @@ blocks, the pipelines, the token shards here and the trainer (which must not imp
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tokenizer.store_path import StorePath, as_path, written
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -46,3 +49,15 @@ def atomic_write_bytes(path: str | Path | StorePath, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path | StorePath, payload: dict) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+
+
+def write_error(folder: str | Path | StorePath, message: str) -> None:
+    """``message`` in ``<folder>/error.txt``, local or on a store: what the service shows a client of a
+    failed job (not the job's log). A failure to write it is logged, not raised: the process is
+    failing already, and its own message still reaches the log."""
+    try:
+        folder = as_path(folder)  # a URL is written to its store, not to a local folder named ``s3:``
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text(message)
+    except OSError as exc:
+        logger.warning("cannot write %s/error.txt: %s", folder, exc)

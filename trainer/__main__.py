@@ -13,7 +13,7 @@ import sys
 import torch.distributed as dist
 
 from configs.overrides import Override
-from tokenizer.store_path import as_path
+from tokenizer.files import write_error
 from trainer.config import PRESETS, load_train_config
 from trainer.train import train
 
@@ -22,12 +22,7 @@ def _fail(out_dir: str | None, exc: Exception) -> int:
     """The error for the user, and in ``<out>/error.txt`` for the service to show (not the job's log)."""
     print(f"error: {exc}", file=sys.stderr)
     if out_dir and os.environ.get("RANK", "0") == "0":
-        try:
-            out = as_path(out_dir)  # a URL is written to its store, not to a local folder named ``s3:``
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "error.txt").write_text(f"{exc}\n")
-        except OSError:
-            pass  # the message above still reaches the log
+        write_error(out_dir, f"{exc}\n")
     return 2
 
 

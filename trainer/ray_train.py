@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from tokenizer.files import write_error
 from trainer import storage
 from trainer.capacity import CapacityWatch
 from trainer.config import PRESETS, TrainConfig, load_train_config, validate_train_config
@@ -138,10 +139,7 @@ def entrypoint(data: str, storage_url: str, workers: int, cpus_per_worker: float
 def _fail(out_dir: str, exc: BaseException) -> int:
     """The error for the user, and in ``<storage>/error.txt`` for the service to show."""
     print(f"error: {exc}", file=sys.stderr)
-    try:
-        storage.write_bytes(storage.join(out_dir, "error.txt"), f"{exc}\n".encode())
-    except OSError:
-        pass  # the message above still reaches the log
+    write_error(out_dir, f"{exc}\n")
     return 2
 
 
