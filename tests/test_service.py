@@ -435,6 +435,11 @@ def test_dashboard_renders_funnel_and_loss_in_chromium(service, curated, browser
     stage = max(funnel["stages"], key=lambda s: s["total"]["rejected"]["docs"])
     reason, counts = max(stage["total"]["rejected_by_reason"].items(), key=lambda kv: kv[1]["docs"])
     assert stage["total"]["rejected"]["docs"] > 10 and reason  # more than a page
+    # the 2 s refresh keeps the lists' options while they are unchanged: replacing them closed a list the user had open
+    option = driver.find_element("css selector", "#rej-stage option")
+    refreshes = int(driver.find_element("tag name", "body").get_attribute("data-refreshes") or 0)
+    wait_for(driver, lambda d: int(d.find_element("tag name", "body").get_attribute("data-refreshes") or 0) > refreshes)
+    assert option.get_attribute("value") == driver.find_element("id", "rej-stage").get_attribute("value")
     for chosen, offset, total in ((None, 0, stage["total"]["rejected"]["docs"]), (reason, 0, counts["docs"]), (reason, 10, counts["docs"])):
         if chosen is None:
             Select(driver.find_element("id", "rej-stage")).select_by_value(stage["name"])
