@@ -94,7 +94,7 @@ def test_a_run_on_a_flaky_store_killed_at_three_points_then_resumed_equals_the_l
     (throttling, 5xx), and the driver SIGKILLed at three points, then resumed."""
     endpoint, fs = store
     config = bundled_on_store(tmp_path, "killed")
-    proxy = flaky_proxy(endpoint, every=20)  # each refusal costs a retry backoff: every 7th made this test 168 s, every 20th 94 s
+    proxy = flaky_proxy(endpoint, every=50)  # each refusal costs a retry backoff (up to 2 s): every 7th made this test 168 s, every 20th 94 s
     killed = []
     try:
         for label, pattern in KILL_POINTS:
