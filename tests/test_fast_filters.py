@@ -55,6 +55,28 @@ def texts() -> tuple[str, ...]:
     return tuple(out)
 
 
+@pytest.fixture
+def spacy_remembered(monkeypatch):
+    """datatrove's spaCy tokenizer, the reference side of every filter compared, answers for the
+    same texts in each of these tests: its answers are remembered per text for the module (spaCy is
+    deterministic) and a copy handed out each time, so every reference filter still runs its own
+    code on every document. test_words_are_datatrove_words, which compares the tokenizers
+    themselves, does not use this."""
+    for name in ("word_tokenize", "sent_tokenize", "span_tokenize"):
+        original, memo = getattr(SpaCyTokenizer, name), SPACY_ANSWERS.setdefault(name, {})
+
+        def remembered(self, text, _original=original, _memo=memo):
+            key = (self.language, text)
+            if key not in _memo:
+                _memo[key] = _original(self, text)
+            return list(_memo[key])
+
+        monkeypatch.setattr(SpaCyTokenizer, name, remembered)
+
+
+SPACY_ANSWERS: dict[str, dict] = {}
+
+
 @pytest.fixture(scope="module")
 def kept_vocabulary():
     return KeptVocabularyTokenizer("en", max_lexemes=20_000)  # small: the vocabulary restarts during the test
@@ -92,7 +114,7 @@ def test_sentences_are_datatrove_sentences(kept_vocabulary):
     ],
     ids=["gopher_repetition", "gopher_quality", "fineweb_quality"],
 )
-def test_sped_up_filters_decide_as_datatrove(kept_vocabulary, ours, theirs):
+def test_sped_up_filters_decide_as_datatrove(kept_vocabulary, ours, theirs, spacy_remembered):
     fast, reference = ours(kept_vocabulary), theirs()
     decisions = []
     for i, text in enumerate(texts()):
@@ -117,7 +139,7 @@ C4_CASES = (
 
 
 @pytest.mark.parametrize("params", [RUN_C4, {}], ids=["run", "datatrove_defaults"])
-def test_c4_decides_and_rewrites_as_datatrove(params):
+def test_c4_decides_and_rewrites_as_datatrove(params, spacy_remembered):
     fast, reference = FastC4QualityFilter(**params), C4QualityFilter(**params)
     reasons = set()
     for i, text in enumerate(texts() + C4_CASES):
@@ -143,7 +165,7 @@ def fineweb_inputs() -> list[str]:
     return out
 
 
-def test_fineweb_decides_as_datatrove(kept_vocabulary, monkeypatch):
+def test_fineweb_decides_as_datatrove(kept_vocabulary, monkeypatch, spacy_remembered):
     import curation.filters.fineweb_quality as module
 
     fast = FastFineWebQualityFilter(language=kept_vocabulary)
