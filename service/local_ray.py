@@ -20,6 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,18 +65,50 @@ class RayNode:
         return asdict(self)
 
 
+# A port drawn free can be taken before Ray binds it: every outgoing connection on the machine gets
+# one from the same ephemeral range (CI once saw the GCS port taken by another test's Ray cluster).
+START_ATTEMPTS = 3
+# what `ray start` says then: the GCS (after ~40 s of waiting for it), the dashboard (at once)
+_PORT_TAKEN = ("address already in use", "failed to start the grpc server", "failed to start gcs", "already occupied")
+
+
+class PortTaken(RuntimeError):
+    """``ray start`` failed because a port it was given was in use by then."""
+
+
 def _start(args: list[str], log_path: Path) -> int:
+    offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([_ray_cli(), "start", *args], stdout=log, stderr=subprocess.STDOUT, env=ray_env(), start_new_session=True)
         rc = proc.wait(timeout=180)
     if rc != 0:
         stop_node(proc.pid)
-        raise RuntimeError(f"`ray start {' '.join(args)}` failed (exit {rc}); see {log_path}")
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            said = log.read().decode("utf-8", errors="replace").lower()
+        error = PortTaken if any(marker in said for marker in _PORT_TAKEN) else RuntimeError
+        raise error(f"`ray start {' '.join(args)}` failed (exit {rc}); see {log_path}")
     return proc.pid
+
+
+def _with_fresh_ports(start: Callable[[], RayNode], what: str) -> RayNode:
+    """``start()`` again, with newly drawn ports, while it fails only because a port was taken."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return start()
+        except PortTaken as exc:
+            if attempt == START_ATTEMPTS:
+                raise
+            logger.warning("%s: a port was taken before Ray bound it (%s); trying again with other ports", what, exc)
+    raise AssertionError("unreachable")
 
 
 def start_head(num_cpus: int | None = None, log_dir: Path | None = None) -> RayNode:
     """A Ray head on loopback with the dashboard (the Jobs API) on a free port."""
+    return _with_fresh_ports(lambda: _start_head(num_cpus, log_dir), "Ray head")
+
+
+def _start_head(num_cpus: int | None, log_dir: Path | None) -> RayNode:
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     gcs, dashboard, agent, client = free_ports(4)
     args = [
@@ -92,11 +125,14 @@ def start_head(num_cpus: int | None = None, log_dir: Path | None = None) -> RayN
 
 def start_worker(gcs_address: str, num_cpus: int | None = None, log_dir: Path | None = None) -> RayNode:
     """Another Ray node joining ``gcs_address`` (a second node on this machine needs its own agent port)."""
-    args = [f"--address={gcs_address}", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
-            f"--dashboard-agent-listen-port={free_port()}"] + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
     log_dir = Path(log_dir or tempfile.gettempdir())
-    pgid = _start(args, log_dir / f"ray-worker-{gcs_address.replace(':', '_')}.log")
-    return RayNode(pgid, gcs_address)
+
+    def start() -> RayNode:
+        args = [f"--address={gcs_address}", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+                f"--dashboard-agent-listen-port={free_port()}"] + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
+        return RayNode(_start(args, log_dir / f"ray-worker-{gcs_address.replace(':', '_')}.log"), gcs_address)
+
+    return _with_fresh_ports(start, "Ray worker node")
 
 
 def _session(sid: int) -> list[int]:
