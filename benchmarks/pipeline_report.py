@@ -246,10 +246,39 @@ def scaling(results_dir: Path, cores: int) -> str:
             else:
                 row += f"{'-':>24}{'':>12}{'':>9}{'':>12}{'':>12}"
         lines.append(row)
+    lines += ["", *_work_per_document(results, sides)]
     text = "\n".join(lines) + "\n"
     (results_dir / f"pipeline-scaling-{cores}core.txt").write_text(text)
     _plot(results, sides, results_dir / f"pipeline-scaling-{cores}core.png")
     return text
+
+
+def _work_per_document(results: list[dict], sides: list[str]) -> list[str]:
+    """The whole run's CPU split into what each document costs and what the run costs once.
+
+    A run's CPU per document falls from the smallest size to the largest while each document's
+    work stays the same: start-up (Ray, every worker process's imports and models, the extraction
+    child), the tokenizer's training and the shard-level phases are spread over more documents. So
+    this table gives, per size, the time spent in the per-document stages and in token counting
+    (summed over workers) per record, and the rest of the run's CPU in seconds.
+    """
+    header = f"{'size':>5}" + "".join(f"{s + ' work ms/doc':>24}{'vs first':>9}{'rest CPU s':>12}" for s in sides)
+    lines = ["per-document work: the per-document stages' time and token counting, summed over workers, per record "
+             "('vs first': relative to the smallest size); 'rest': the process tree's CPU outside them (start-up, Ray, "
+             "the tokenizer's training, dedup, mix, reading and writing)", header]
+    base: dict[str, float] = {}
+    for r in results:
+        records, row = r["corpus"]["records"], f"{r['size']:>5}"
+        for s in sides:
+            if s in r:
+                work_s = sum(r[s]["stage_time_s"].values()) + r[s].get("token_count_time_s", 0.0)
+                ms = 1000 * work_s / records
+                base.setdefault(s, ms or 1.0)
+                row += f"{ms:>24.2f}{ms / base[s]:>9.2f}{r[s]['process'].get('cpu_s', 0) - work_s:>12.0f}"
+            else:
+                row += f"{'-':>24}{'':>9}{'':>12}"
+        lines.append(row)
+    return lines
 
 
 def _plot(results: list[dict], sides: list[str], path: Path) -> None:

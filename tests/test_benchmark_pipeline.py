@@ -72,3 +72,32 @@ def test_the_benchmark_runs_both_pipelines_on_a_tiny_slice(tmp_path):
     # what the exact token counts cost is reported, and the worker bound reached our runs
     assert result["ours"]["token_count_time_s"] > 0 and "token counting" in text
     assert result["ours_overrides"] == ["ray.worker_max_tasks=2"] and "ours ran with: ray.worker_max_tasks=2" in text
+
+
+def test_the_scaling_table_splits_each_runs_cpu_into_per_document_work_and_the_rest(tmp_path):
+    """On the recorded 0.1 / 0.3 / 1 GB results: a run's CPU per document falls with size while each
+    document's work does not, so the table gives that work per record and the rest in seconds."""
+    import shutil
+
+    from benchmarks.pipeline_report import scaling
+
+    recorded = sorted((ROOT / "benchmarks" / "results").glob("pipeline-*-2core.json"))
+    results = [json.loads(p.read_text()) for p in recorded if json.loads(p.read_text()).get("size") in ("0.1", "0.3", "1")]
+    assert len(results) == 3
+    for path in recorded:
+        shutil.copy(path, tmp_path / path.name)
+    text = scaling(tmp_path, 2)
+    work_table = text.split("per-document work:")[1].splitlines()[2:]
+    assert [row.split()[0] for row in work_table] == ["0.1", "0.3", "1"]
+    results.sort(key=lambda r: float(r["size"]))
+    first = {}
+    for row, r in zip(work_table, results):
+        cells = row.split()[1:]
+        for i, side in enumerate(("ours", "ours_fast", "datatrove")):
+            work_s = sum(r[side]["stage_time_s"].values()) + r[side].get("token_count_time_s", 0.0)
+            ms = 1000 * work_s / r["corpus"]["records"]
+            first.setdefault(side, ms)
+            assert float(cells[3 * i]) == pytest.approx(ms, abs=0.006)
+            assert float(cells[3 * i + 1]) == pytest.approx(ms / first[side], abs=0.006)
+            assert float(cells[3 * i + 2]) == pytest.approx(r[side]["process"]["cpu_s"] - work_s, abs=0.6)
+    assert (tmp_path / "pipeline-scaling-2core.png").stat().st_size > 0
