@@ -20,24 +20,36 @@ TOKEN = "test-token-" + "x" * 16
 
 class ApiProcess:
     def __init__(self, state_dir: Path, runs_dir: Path, ray_jobs_address: str, extra_env: dict | None = None):
-        self.port = local_ray.free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ, "CURATION_STATE_DIR": str(state_dir), "CURATION_RUNS_DIR": str(runs_dir),
             "CURATION_DATA_ROOTS": f"{ROOT / 'data'}:{runs_dir}", "CURATION_API_TOKEN": TOKEN,
             "RAY_JOBS_ADDRESS": ray_jobs_address, "RAY_AUTH_MODE": "token", **(extra_env or {}),
         }
-        self.log = open(Path(state_dir).parent / f"api-{self.port}.log", "wb")
+        for attempt in range(1, local_ray.START_ATTEMPTS + 1):  # a port drawn free may be taken before the API binds it
+            if self._start(env, Path(state_dir).parent) or attempt == local_ray.START_ATTEMPTS:
+                break
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the API did not start; see {self.log.name}")
+
+    def _start(self, env: dict, log_dir: Path) -> bool:
+        """Start the API on a freshly drawn port; False when it exited because that port was taken."""
+        self.port = local_ray.free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_dir / f"api-{self.port}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(self.port)], env=env, cwd=ROOT,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
+            if self.proc.poll() is not None:
+                self.log.close()
+                return "address already in use" not in Path(self.log.name).read_text(errors="replace").lower()
             try:
                 if self.call("GET", "/healthz")[0] == 200:
-                    break
+                    return True
             except OSError:
                 pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
+                self.proc.kill()
                 raise RuntimeError(f"the API did not start; see {self.log.name}")
             time.sleep(0.3)
 
