@@ -25,14 +25,10 @@ class ApiProcess:
             "CURATION_DATA_ROOTS": f"{ROOT / 'data'}:{runs_dir}", "CURATION_API_TOKEN": TOKEN,
             "RAY_JOBS_ADDRESS": ray_jobs_address, "RAY_AUTH_MODE": "token", **(extra_env or {}),
         }
-        for attempt in range(1, local_ray.START_ATTEMPTS + 1):  # a port drawn free may be taken before the API binds it
-            if self._start(env, Path(state_dir).parent) or attempt == local_ray.START_ATTEMPTS:
-                break
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the API did not start; see {self.log.name}")
+        local_ray.with_fresh_ports(lambda: self._start(env, Path(state_dir).parent), "the API", binder="uvicorn")
 
-    def _start(self, env: dict, log_dir: Path) -> bool:
-        """Start the API on a freshly drawn port; False when it exited because that port was taken."""
+    def _start(self, env: dict, log_dir: Path) -> None:
+        """Start the API on a freshly drawn port (``PortTaken``: it exited because that port was taken)."""
         self.port = local_ray.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(log_dir / f"api-{self.port}.log", "wb")
@@ -42,10 +38,11 @@ class ApiProcess:
         while True:
             if self.proc.poll() is not None:
                 self.log.close()
-                return "address already in use" not in Path(self.log.name).read_text(errors="replace").lower()
+                taken = local_ray.port_was_taken(Path(self.log.name).read_text(errors="replace"))
+                raise (local_ray.PortTaken if taken else RuntimeError)(f"the API did not start; see {self.log.name}")
             try:
                 if self.call("GET", "/healthz")[0] == 200:
-                    return True
+                    return
             except OSError:
                 pass
             if time.monotonic() > deadline:

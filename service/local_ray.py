@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +69,19 @@ class RayNode:
 # A port drawn free can be taken before Ray binds it: every outgoing connection on the machine gets
 # one from the same ephemeral range (CI once saw the GCS port taken by another test's Ray cluster).
 START_ATTEMPTS = 3
-# what `ray start` says then: the GCS (after ~40 s of waiting for it), the dashboard (at once)
+T = TypeVar("T")
+# what `ray start` says then (the GCS after ~40 s of waiting for it, the dashboard at once), and uvicorn
 _PORT_TAKEN = ("address already in use", "failed to start the grpc server", "failed to start gcs", "already occupied")
 
 
 class PortTaken(RuntimeError):
-    """``ray start`` failed because a port it was given was in use by then."""
+    """A process failed to start because a port it was given was in use by then."""
+
+
+def port_was_taken(said: str) -> bool:
+    """Whether a failed start's output says one of its ports was in use."""
+    said = said.lower()
+    return any(marker in said for marker in _PORT_TAKEN)
 
 
 def _start(args: list[str], log_path: Path) -> int:
@@ -85,27 +93,26 @@ def _start(args: list[str], log_path: Path) -> int:
         stop_node(proc.pid)
         with open(log_path, "rb") as log:
             log.seek(offset)
-            said = log.read().decode("utf-8", errors="replace").lower()
-        error = PortTaken if any(marker in said for marker in _PORT_TAKEN) else RuntimeError
+            said = log.read().decode("utf-8", errors="replace")
+        error = PortTaken if port_was_taken(said) else RuntimeError
         raise error(f"`ray start {' '.join(args)}` failed (exit {rc}); see {log_path}")
     return proc.pid
 
 
-def _with_fresh_ports(start: Callable[[], RayNode], what: str) -> RayNode:
-    """``start()`` again, with newly drawn ports, while it fails only because a port was taken."""
-    for attempt in range(1, START_ATTEMPTS + 1):
+def with_fresh_ports(start: Callable[[], T], what: str, binder: str = "Ray") -> T:
+    """``start()``, drawing its ports anew, again while it fails only because a port was taken
+    (``PortTaken``), up to ``START_ATTEMPTS`` times in all."""
+    for _ in range(START_ATTEMPTS - 1):
         try:
             return start()
         except PortTaken as exc:
-            if attempt == START_ATTEMPTS:
-                raise
-            logger.warning("%s: a port was taken before Ray bound it (%s); trying again with other ports", what, exc)
-    raise AssertionError("unreachable")
+            logger.warning("%s: a port was taken before %s bound it (%s); trying again with other ports", what, binder, exc)
+    return start()
 
 
 def start_head(num_cpus: int | None = None, log_dir: Path | None = None) -> RayNode:
     """A Ray head on loopback with the dashboard (the Jobs API) on a free port."""
-    return _with_fresh_ports(lambda: _start_head(num_cpus, log_dir), "Ray head")
+    return with_fresh_ports(lambda: _start_head(num_cpus, log_dir), "Ray head")
 
 
 def _start_head(num_cpus: int | None, log_dir: Path | None) -> RayNode:
@@ -132,7 +139,7 @@ def start_worker(gcs_address: str, num_cpus: int | None = None, log_dir: Path | 
                 f"--dashboard-agent-listen-port={free_port()}"] + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
         return RayNode(_start(args, log_dir / f"ray-worker-{gcs_address.replace(':', '_')}.log"), gcs_address)
 
-    return _with_fresh_ports(start, "Ray worker node")
+    return with_fresh_ports(start, "Ray worker node")
 
 
 def _session(sid: int) -> list[int]:
