@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
 
 import cchardet
 from datatrove.data import Document
@@ -38,17 +39,27 @@ def decode(raw: bytes, declared: str | None) -> tuple[str, str] | None:
 
     A candidate must decode the whole record strictly; ``None`` when none does.
     """
-    meta = _META_CHARSET.search(raw[:4096])
-    candidates = [_codec(declared), _codec(meta.group(1).decode("ascii", "ignore") if meta else None), "utf-8"]
-    detected = cchardet.detect(raw[:65536])
-    if detected.get("encoding") and (detected.get("confidence") or 0) >= 0.5:
-        candidates.append(_codec(detected["encoding"]))
-    for codec in dict.fromkeys(c for c in candidates if c):
+    tried = set()
+    for codec in map(_codec, _charsets(raw, declared)):
+        if not codec or codec in tried:
+            continue
+        tried.add(codec)
         try:
             return raw.decode(codec), codec
         except (UnicodeDecodeError, LookupError):
             continue
     return None
+
+
+def _charsets(raw: bytes, declared: str | None) -> Iterator[str | None]:
+    """The names to try, in order; detection runs only when the named ones failed (most pages decode as declared or as UTF-8)."""
+    yield declared
+    meta = _META_CHARSET.search(raw[:4096])
+    yield meta.group(1).decode("ascii", "ignore") if meta else None
+    yield "utf-8"
+    detected = cchardet.detect(raw[:65536])
+    if detected.get("encoding") and (detected.get("confidence") or 0) >= 0.5:
+        yield detected["encoding"]
 
 
 class DecodeStage(Stage):
