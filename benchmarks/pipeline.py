@@ -94,7 +94,7 @@ def run_datatrove(corpus: Path, work: Path, cores: int) -> dict:
 
 
 def bench_size(corpus: Path, label: str, cores: int, work: Path, fast_path: bool, skip_datatrove: bool, f1_pages: int, only_fast: bool = False,
-               bounds: tuple[str, ...] = ()) -> dict:
+               overrides: tuple[str, ...] = ()) -> dict:
     manifest = json.loads((corpus / "manifest.json").read_text())
     result: dict = {
         "size": label,
@@ -103,17 +103,17 @@ def bench_size(corpus: Path, label: str, cores: int, work: Path, fast_path: bool
         "load_before": os.getloadavg(),
         "corpus": {k: manifest.get(k) for k in ("records", "html_bytes", "records_by_domain")} | {"languages": len(manifest.get("languages", {})), "shards": len(manifest["shards"])},
         "versions": versions("datatrove", "trafilatura", "ray", "resiliparse", "fastwarc"),
-        "ours_overrides": list(bounds),
+        "ours_overrides": list(overrides),
     }
     if only_fast:  # the fast path alone, for its scaling across sizes
-        result["ours_fast"] = run_ours(corpus, work, "ours-fast", [*FAST_PATH, *bounds], cores)
+        result["ours_fast"] = run_ours(corpus, work, "ours-fast", [*FAST_PATH, *overrides], cores)
         result["load_after"] = os.getloadavg()
         return result
     print(f"[{time.strftime('%H:%M:%S')}] {label}: ours (trafilatura)", file=sys.stderr, flush=True)
-    result["ours"] = run_ours(corpus, work, "ours", list(bounds), cores)
+    result["ours"] = run_ours(corpus, work, "ours", list(overrides), cores)
     if fast_path:
         print(f"[{time.strftime('%H:%M:%S')}] {label}: ours (fast path)", file=sys.stderr, flush=True)
-        result["ours_fast"] = run_ours(corpus, work, "ours-fast", [*FAST_PATH, *bounds], cores)
+        result["ours_fast"] = run_ours(corpus, work, "ours-fast", [*FAST_PATH, *overrides], cores)
         result["agreement"] = agreement(corpus, work / "ours", work / "ours-fast", f1_pages)
     if not skip_datatrove:
         print(f"[{time.strftime('%H:%M:%S')}] {label}: datatrove", file=sys.stderr, flush=True)
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-datatrove", action="store_true")
     parser.add_argument("--only-fast", action="store_true", help="only ours with the fast path (its scaling across sizes)")
     parser.add_argument("--worker-max-tasks", type=int, help="ours with ray.worker_max_tasks=N: a worker process exits after N tasks (bounds its memory)")
+    parser.add_argument("--no-html-tokens", action="store_true", help="ours with read.count_html_tokens=false: the raw HTML's tokens are not counted")
     parser.add_argument("--f1-pages", type=int, default=500, help="pages compared word by word between the extractors")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--work-dir", type=Path, help="keep the runs here (default: a temporary folder, removed)")
@@ -150,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     for corpus, label in corpora:
         work = Path(tempfile.mkdtemp(prefix=f"bench-pipeline-{label}-", dir=args.work_dir))
         try:
-            bounds = (f"ray.worker_max_tasks={args.worker_max_tasks}",) if args.worker_max_tasks else ()
-            result = bench_size(corpus, label, args.cores, work, args.fast_path, args.skip_datatrove, args.f1_pages, args.only_fast, bounds)
+            overrides = ((f"ray.worker_max_tasks={args.worker_max_tasks}",) if args.worker_max_tasks else ()) + (
+                ("read.count_html_tokens=false",) if args.no_html_tokens else ())
+            result = bench_size(corpus, label, args.cores, work, args.fast_path, args.skip_datatrove, args.f1_pages, args.only_fast, overrides)
         finally:
             if args.work_dir is None:
                 shutil.rmtree(work, ignore_errors=True)

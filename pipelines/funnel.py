@@ -44,11 +44,12 @@ def write_funnel(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], start: 
         "config_fingerprint": cfg.fingerprint(),
         "tokenizer": tokenizer and {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
         "token_basis": "tokens of the document text entering each stage (raw record bytes for `read`), "
-        "counted exactly with the run's tokenizer, EOS not included",
+        "counted exactly with the run's tokenizer, EOS not included"
+        + ("" if cfg.read.count_html_tokens else "; HTML records not counted before extraction (read.count_html_tokens=false): 0 in read's and extract's"),
         "shards": len(shards),
         "completed_shards": {p.name: sum(run.shard_stats(p.name, s.name).exists() for s in shards) for p in SHARD_PHASES},
         "stages": [s.to_dict() for s in stages],
-        "retention": retention(stages, EXTRACT, manifest.tokens if manifest else None).to_dict(),
+        "retention": retention(stages, EXTRACT, manifest.tokens if manifest else None, cfg.read.count_html_tokens).to_dict(),
         "domain_assignment": next((domain_assignment(s) for s in stages if s.name == DOMAIN_CLASSIFIER), None),
         "mix": manifest and {
             d: {k: v.get(k) for k in ("target_share", "achieved_share", "epochs", "tokens", "classified_tokens", "classified_documents")}
@@ -121,6 +122,6 @@ def render_table(stats: dict) -> str:
     lines.append(
         f"retention: {100 * (r['tokens_vs_extracted'] or 0):.2f}% of extracted tokens "
         f"({r['tokens_kept']} of {r['tokens_extracted']}), {100 * (r['docs'] or 0):.2f}% of documents, "
-        f"{100 * (r['tokens_vs_raw'] or 0):.2f}% of raw-record tokens"
+        + (f"{100 * r['tokens_vs_raw']:.2f}% of raw-record tokens" if r["tokens_vs_raw"] is not None else "raw-record tokens not counted")
     )
     return "\n".join(lines)

@@ -52,8 +52,8 @@ def failing_as(shard: str) -> Iterator[None]:
         raise ShardFailed(f"shard {shard}: {type(exc).__name__}: {exc}") from exc
 
 
-def _token_measure(run: RunDir) -> TextMeasure:
-    return TextMeasure(Tokenizer(run.tokenizer_model).count)
+def _token_measure(run: RunDir, count_html: bool = True) -> TextMeasure:
+    return TextMeasure(Tokenizer(run.tokenizer_model).count, count_markup=count_html)
 
 
 def _finish_shard(run: RunDir, phase: str, shard: str, started: float, stats: list[StageStats], **extra) -> dict:
@@ -74,17 +74,18 @@ def sample_shard_for_tokenizer(run: RunDir, shard: Shard, plan: StagePlan, sampl
     return sample
 
 
-def curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
-    """Every per-document stage over one input shard into ``filtered/`` and ``rejected/``; its funnel."""
+def curate_shard(run: RunDir, shard: Shard, plan: StagePlan, count_html_tokens: bool = True) -> dict:
+    """Every per-document stage over one input shard into ``filtered/`` and ``rejected/``; its funnel.
+    ``count_html_tokens``: whether HTML records' tokens are counted before extraction (``read.count_html_tokens``)."""
     with failing_as(shard.name):
-        return _curate_shard(run, shard, plan)
+        return _curate_shard(run, shard, plan, count_html_tokens)
 
 
-def _curate_shard(run: RunDir, shard: Shard, plan: StagePlan) -> dict:
+def _curate_shard(run: RunDir, shard: Shard, plan: StagePlan, count_html_tokens: bool) -> dict:
     _quiet_datatrove_logs()
     started = time.perf_counter()
     stages = replaying(build(plan), load_effects(run.sample_cache(shard.name)), skip=NOT_REPLAYED)
-    measure = _token_measure(run)
+    measure = _token_measure(run, count_html_tokens)
     stats = write_stage_outputs(stages, read_file(shard.file), measure, run.filtered(shard.name), lambda stage: run.rejected(stage, shard.name))
     sampled = replayed_time_s(stages)
     for stage in stats:  # a stage's time is also what it spent on this shard in the sample pass

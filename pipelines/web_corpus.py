@@ -78,7 +78,7 @@ def run_web_corpus(cfg: WebCorpusConfig, overwrite: bool = False, progress: bool
             if len(todo) < len(shards):
                 logger.info("resuming: %d of %d shards already complete", len(shards) - len(todo), len(shards))
             plan = stage_plan(cfg)
-            run_tasks(curate_shard, [(run, s, plan) for s in todo], CURATE.steps[0], progress, done_before=len(shards) - len(todo))
+            run_tasks(curate_shard, [(run, s, plan, cfg.read.count_html_tokens) for s in todo], CURATE.steps[0], progress, done_before=len(shards) - len(todo))
             if cfg.dedup.enabled:
                 done["dedup"] = run_dedup(cfg, shards, progress)
             if cfg.shards.enabled:

@@ -67,3 +67,45 @@ def test_stats_round_trip_and_merge():
     again.merge(stats)
     assert again.total().in_.docs == 4 and again.total().rejected.tokens == 2
     assert again.invariant_violations() == []
+
+
+def test_html_records_left_uncounted_change_only_the_tokens_before_extraction(tmp_path):
+    """``read.count_html_tokens=false`` on real records (two bundled WARC shards of HTML, a JSONL file
+    of the GPL's paragraphs): the HTML's tokens are 0 as it arrived and as decoded, everything from the
+    extracted text on is counted as before, text records are counted either way, and the invariant holds."""
+    import json
+
+    from curation.extraction.decode import DecodeStage
+    from curation.extraction.extract import TextExtraction
+    from curation.readers.base import InputFile
+    from curation.readers import read_file
+    from tests.conftest import CORPUS
+
+    files = [InputFile(str(CORPUS / "warc" / f"{d}-00000.warc.gz"), d, d, "warc") for d in ("finance", "general")]
+    texts_file = tmp_path / "texts.jsonl"
+    texts_file.write_text("".join(json.dumps({"text": p}) + "\n" for p in LICENCE.split("\n\n") if p.strip()))
+    files.append(InputFile(str(texts_file), "texts", "general", "jsonl", content_type="text"))
+
+    def run(count_markup: bool):
+        measure = TextMeasure(lambda text: len(text.split()), count_markup=count_markup)
+        stages = [DecodeStage(), TextExtraction(engine="resiliparse")]
+        stats = {s.name: StageStats(s.name) for s in stages}
+        docs = (doc for f in files for doc in read_file(f))
+        for stage in stages:
+            docs = run_stage(stage, docs, stats[stage.name], measure, lambda d, r, raw: None)
+        kept = [(d.id, d.text, measure(d)) for d in docs]
+        stages[1].close()
+        return kept, stats
+
+    counted, counted_stats = run(True)
+    uncounted, uncounted_stats = run(False)
+    assert counted == uncounted and len(counted) > 100  # the same documents, texts and sizes once extracted
+    for stats in (counted_stats, uncounted_stats):
+        assert [v for s in stats.values() for v in s.invariant_violations()] == []
+    read, extract = (uncounted_stats[n] for n in ("read", "extract"))
+    assert read.domains["finance"].in_.tokens == read.domains["finance"].out.tokens == extract.domains["finance"].in_.tokens == 0  # HTML only
+    assert read.domains["finance"].in_.bytes == counted_stats["read"].domains["finance"].in_.bytes > 0
+    # the general domain holds the HTML shard and the text records: only the text is counted, the same as before
+    texts = sum(m[1] for i, _, m in counted if i.startswith("texts"))
+    assert 0 < texts == read.domains["general"].out.tokens < counted_stats["read"].domains["general"].out.tokens
+    assert extract.total().out == counted_stats["extract"].total().out and extract.total().out.tokens > 0

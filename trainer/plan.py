@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  from {args.gpu_hours:g} {args.gpu} GPU-hours at {args.mfu:.0%} MFU of {PEAK_BF16_FLOPS[args.gpu]:.3g} FLOP/s")
     if retention:
         vs_extracted, vs_raw = retention
-        print(f"data: run {args.run} kept {vs_extracted:.4%} of extracted tokens ({vs_raw:.4%} of raw-record tokens)")
+        raw = f"{vs_raw:.4%} of raw-record tokens" if vs_raw else "its raw-record tokens not counted"
+        print(f"data: run {args.run} kept {vs_extracted:.4%} of extracted tokens ({raw})")
         print(f"  extracted tokens to crawl: {_si(budget.tokens / vs_extracted)} (= D / retention)")
         if vs_raw:
             print(f"  raw-record tokens to crawl: {_si(budget.tokens / vs_raw)}")

@@ -33,6 +33,7 @@ RejectSink = Callable[[Document, str, "bytes | None"], None]
 RAW_KEY = "_raw"
 READ_ERROR_KEY = "_read_error"
 MEASURE_KEY = "_measure"
+_UNCOUNTED = object()  # in place of the decoded record, when markup is not counted
 
 
 class Stage(ABC):
@@ -92,10 +93,15 @@ class TextMeasure:
     Counting tokens is the expensive part, so the result is cached on the document and reused
     until a stage replaces ``doc.text`` (checked by identity, which is O(1)). Metadata keys that
     start with an underscore are transient and never written to disk.
+
+    ``count_markup=False`` leaves an HTML record's tokens uncounted (0) until a stage changes its
+    text (extraction): as it arrived and as decoded. Text records (``content_type`` "text") are
+    counted either way: their record is the document's text.
     """
 
-    def __init__(self, count_tokens: Callable[[str], int] | None = None):
+    def __init__(self, count_tokens: Callable[[str], int] | None = None, count_markup: bool = True):
         self.count_tokens = count_tokens
+        self.count_markup = count_markup
         self.time_s = 0.0  # CPU spent counting tokens: the funnel's own cost, reported beside the stages'
 
     def __call__(self, doc: Document) -> tuple[int, int]:
@@ -103,15 +109,20 @@ class TextMeasure:
         cached = doc.metadata.get(MEASURE_KEY)
         if raw is not None:  # not decoded yet: measure the record as it arrived
             if cached is None or cached[0] is not raw:
-                as_text = raw.decode("utf-8", errors="replace")
-                cached = doc.metadata[MEASURE_KEY] = (raw, (len(raw), self._tokens(as_text)), as_text)
+                if self.count_markup or doc.metadata.get("content_type") == "text":
+                    as_text = raw.decode("utf-8", errors="replace")
+                    cached = (raw, (len(raw), self._tokens(as_text)), as_text)
+                else:
+                    cached = (raw, (len(raw), 0), _UNCOUNTED)
+                doc.metadata[MEASURE_KEY] = cached
             return cached[1]
         if cached is not None and cached[0] is doc.text:
             return cached[1]
         tokens = None
-        if cached is not None and len(cached) == 3 and cached[2] == doc.text:
+        if cached is not None and len(cached) == 3 and (cached[2] is _UNCOUNTED or cached[2] == doc.text):
             # decoding as UTF-8 gave the text the record was counted as (most pages): the same tokens,
-            # so the page is not encoded a second time (equality is a memcmp; encoding is not)
+            # so the page is not encoded a second time (equality is a memcmp; encoding is not); or
+            # the record is markup left uncounted, and so is its decoded text
             tokens = cached[1][1]
         text_bytes = len(doc.text.encode("utf-8", errors="surrogatepass"))
         size = (text_bytes, self._tokens(doc.text) if tokens is None else tokens)

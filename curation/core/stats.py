@@ -179,13 +179,14 @@ def domain_assignment(stage: StageStats) -> dict:
     }
 
 
-def retention(stages: list[StageStats], extract_stage: str, shard_tokens: int | None = None) -> Retention:
+def retention(stages: list[StageStats], extract_stage: str, shard_tokens: int | None = None, raw_counted: bool = True) -> Retention:
     """What survives every stage, against what came in and against the extracted text: the output
     of ``extract_stage`` (without that stage, the first stage's input).
 
     ``tokens_vs_extracted`` is the headline figure: tokens kept over the tokens of the text that
     extraction produced (the raw extracted input), both counted with the run's tokenizer.
     ``shard_tokens``: the tokens written to the token shards (EOS included), if the run wrote any.
+    ``raw_counted``: false when the HTML records' tokens were not counted (then no ``tokens_vs_raw``).
     """
     first, last = stages[0].total(), stages[-1].total()
     extract = next((s for s in stages if s.name == extract_stage), None)
@@ -210,7 +211,7 @@ def retention(stages: list[StageStats], extract_stage: str, shard_tokens: int | 
     return Retention(
         docs=ratio(last.out.docs, first.in_.docs),
         bytes_vs_raw=ratio(last.out.bytes, first.in_.bytes),
-        tokens_vs_raw=ratio(last.out.tokens, first.in_.tokens),
+        tokens_vs_raw=ratio(last.out.tokens, first.in_.tokens) if raw_counted else None,
         tokens_vs_extracted=ratio(last.out.tokens, extracted.tokens),
         tokens_extracted=extracted.tokens,
         tokens_kept=last.out.tokens,
