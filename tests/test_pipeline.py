@@ -1,5 +1,6 @@
 """The pipeline on a real Ray, over real shards of the bundled corpus."""
 
+import copy
 import gzip
 import json
 
@@ -10,6 +11,7 @@ from pipelines.config import ConfigError
 from pipelines.config_loading import load_config
 from pipelines.web_corpus import run_web_corpus
 from tests.conftest import CORPUS, REAL_CRAWL
+from tests.run_fingerprint import run_fingerprint
 from tokenizer.train import model_sha256
 
 
@@ -122,3 +124,37 @@ def test_a_source_matching_no_file_is_named(tmp_path):
     cfg = small_config(tmp_path, [{"name": "ghost", "format": "jsonl", "domain": "general", "paths": [str(tmp_path / "none*.jsonl")]}])
     with pytest.raises(ConfigError, match=r"sources\.3\.paths.*ghost"):
         run_web_corpus(cfg, progress=False)
+
+
+def _html_tokens_zeroed(stage: dict) -> dict:
+    """A stage's funnel as a run that leaves HTML uncounted writes it: no tokens before the extracted text."""
+    stage = copy.deepcopy({k: v for k, v in stage.items() if k != "wall_time_s"})
+    if stage["name"] not in ("read", "url_filter", "extract"):
+        return stage
+    for scope in (stage["total"], *stage["domains"].values()):
+        for key, counts in scope.items():
+            if key == "rejected_by_reason":
+                for by_reason in counts.values():
+                    by_reason["tokens"] = 0
+            elif isinstance(counts, dict) and "tokens" in counts and not (stage["name"] == "extract" and key == "out"):
+                counts["tokens"] = 0
+    return stage
+
+
+@pytest.mark.slow
+def test_a_run_leaving_the_html_uncounted_writes_the_same_outputs_and_funnel_but_those_tokens(tmp_path, mixed_run):
+    """``read.count_html_tokens=false``: every output file is the counted run's, and so is every figure of
+    the funnel but the HTML's tokens (read, url_filter, extract's input), which are 0."""
+    counted_cfg, counted, _ = mixed_run
+    cfg = small_config(tmp_path, **{"shards.shard_tokens": 20000, "read.count_html_tokens": "false"})
+    stats = run_web_corpus(cfg, progress=False)
+    assert stats["invariant_violations"] == []
+
+    def outputs(run_dir):
+        return {k: v for k, v in run_fingerprint(run_dir).items() if k != "stats.json"}
+
+    assert outputs(cfg.run_dir) == outputs(counted_cfg.run_dir)
+    assert [s for s in stats["stages"] if s["name"] == "read"][0]["total"]["in"]["tokens"] == 0
+    assert [_html_tokens_zeroed(s) for s in counted["stages"]] == [{k: v for k, v in s.items() if k != "wall_time_s"} for s in stats["stages"]]
+    assert stats["retention"] == {**counted["retention"], "tokens_vs_raw": None} and counted["retention"]["tokens_vs_raw"] > 0
+    assert "not counted" in stats["token_basis"] and "not counted" not in counted["token_basis"]
