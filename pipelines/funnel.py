@@ -45,7 +45,7 @@ def write_funnel(cfg: WebCorpusConfig, run: RunDir, shards: list[Shard], start: 
         "tokenizer": tokenizer and {"sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
         "token_basis": "tokens of the document text entering each stage (raw record bytes for `read`), "
         "counted exactly with the run's tokenizer, EOS not included"
-        + ("" if cfg.read.count_html_tokens else "; HTML records not counted before extraction (read.count_html_tokens=false): 0 in read's and extract's"),
+        + ("" if cfg.read.count_html_tokens else "; HTML records not counted until extraction's output (read.count_html_tokens=false): their tokens are 0 before it"),
         "shards": len(shards),
         "completed_shards": {p.name: sum(run.shard_stats(p.name, s.name).exists() for s in shards) for p in SHARD_PHASES},
         "stages": [s.to_dict() for s in stages],
@@ -122,6 +122,6 @@ def render_table(stats: dict) -> str:
     lines.append(
         f"retention: {100 * (r['tokens_vs_extracted'] or 0):.2f}% of extracted tokens "
         f"({r['tokens_kept']} of {r['tokens_extracted']}), {100 * (r['docs'] or 0):.2f}% of documents, "
-        + (f"{100 * r['tokens_vs_raw']:.2f}% of raw-record tokens" if r["tokens_vs_raw"] is not None else "raw-record tokens not counted")
+        + (f"{100 * r['tokens_vs_raw']:.2f}% of raw-record tokens" if r["tokens_vs_raw"] is not None else "no raw-record tokens counted")
     )
     return "\n".join(lines)

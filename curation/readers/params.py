@@ -38,7 +38,7 @@ class ReadConfig(Strict):
     warc_reader: Literal["warcio", "fastwarc"] = Field("fastwarc", description="fastwarc (default): the same documents as warcio with less CPU, handing a file to warcio where they would differ (curation.readers.fastwarc_reader)")
     count_html_tokens: bool = Field(
         True,
-        description="count the tokens of every HTML record as it arrived (the funnel's raw-record tokens: read's and extract's tokens in), "
-        "exactly; on a web crawl that is ~10% of a run's CPU (~25% on the fast path). false: those are 0 for HTML records, "
+        description="count the tokens of every HTML record as it arrived (the funnel's raw-record tokens: the tokens in of every stage up to "
+        "extraction), exactly; on a web crawl that is ~12% of a run's CPU (~25% on the fast path). false: those are 0 for HTML records, "
         "and retention is against the extracted text only. Text records (jsonl, parquet) are always counted",
     )
