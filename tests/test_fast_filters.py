@@ -7,19 +7,24 @@ compared on the corpus's URLs and on URLs made from datatrove's own word lists."
 from __future__ import annotations
 
 import functools
+from itertools import accumulate
 
+import numpy as np
 import pytest
 from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate
 from datatrove.pipeline.filters.language_filter import LanguageFilter
 from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curation.filters.c4_quality import FastC4QualityFilter
 from curation.filters.fineweb_quality import FastFineWebQualityFilter
 from curation.filters.gopher_quality import FastGopherQualityFilter
-from curation.filters.gopher_repetition import FastGopherRepetitionFilter
+from curation.filters.gopher_repetition import FastGopherRepetitionFilter, NGramKeys
 from curation.filters.language import LanguageID, LocalFT176LID, bundled_lid_model
 from curation.filters.params import C4QualityConfig
 from curation.filters.url_filter import WORD_LISTS, FastURLFilter, _asset_lines
@@ -122,6 +127,36 @@ def test_sped_up_filters_decide_as_datatrove(kept_vocabulary, ours, theirs, spac
         assert mine == expected, (i, text[:200])
         decisions.append(expected if isinstance(expected, tuple) else (True, "kept"))
     assert len({reason for _, reason in decisions}) >= 3  # kept and rejected for several reasons, not one path
+
+
+
+def duplicated_ngram_chars(words: list[str], n: int) -> int:
+    keys = NGramKeys("".join(words), [0, *accumulate(map(len, words))])
+    return keys.repeated_chars(n)
+
+
+def test_duplicated_ngram_chars_are_datatrove_counts(spacy_remembered):
+    """The repeated characters themselves, not only the decisions, for every n of the run."""
+    for i, text in enumerate(texts()):
+        words = split_into_words(text, "en")  # datatrove's words (remembered from the test above)
+        for n in range(5, 11):
+            assert duplicated_ngram_chars(words, n) == find_all_duplicate(words, n), (i, n, text[:200])
+
+
+# a few short words: word sequences repeat, and different ones join into the same key
+@given(st.lists(st.sampled_from(["a", "b", "ab", "ba", "c", "\ud800", "é"]), max_size=60), st.integers(1, 12))
+@settings(max_examples=1500, deadline=None)
+def test_duplicated_ngram_chars_on_colliding_keys(words, n):
+    assert duplicated_ngram_chars(words, n) == find_all_duplicate(words, n)
+
+
+def test_duplicated_ngram_chars_when_hashes_collide(kept_vocabulary, monkeypatch):
+    """Hashes that are all equal (every key collides with every other) still give datatrove's counts."""
+    monkeypatch.setattr(NGramKeys, "hashes", lambda self, n: np.zeros(len(self.offsets) - n, np.uint64))
+    for i, text in enumerate(texts()[:60] + ("x y " * 40 + "z",)):
+        words = kept_vocabulary.word_tokenize(text)
+        for n in (5, 8, 10):
+            assert duplicated_ngram_chars(words, n) == find_all_duplicate(words, n), (i, n)
 
 
 # --- C4 and FineWeb: the run's parameters (FineWeb's) and datatrove's defaults ---

@@ -8,9 +8,15 @@ nine n) and counts them in a Python loop. Here:
   datatrove's own code runs), and the first most common tuple is the first most common string
   (both counters keep insertion order), so the length x count is the same;
 - duplicated n-grams (n = 5..10) are keyed, as in datatrove, by the words joined *without* a
-  separator (so different word sequences may collide, and must), but sliced out of one joined
-  string by word offsets; when all keys are distinct (most documents) the repeated length is 0
-  without datatrove's sequential scan, otherwise the same scan runs over the same keys.
+  separator (so different word sequences may collide, and must). Building those keys (six string
+  slices per word, each hashed) was most of the filter's time, so each key is first a polynomial
+  hash of its characters, taken for every n from one prefix sum over the joined words (numpy).
+  Distinct hashes are distinct keys: when all are (two thirds of the n's of an English page), the
+  repeated length is 0. Otherwise every position whose hash was seen before is a candidate, and
+  datatrove's greedy scan visits only those: a position it reaches is a repeat exactly when the
+  first occurrence of its key was not skipped or an earlier occurrence was reached. Each candidate
+  the scan reaches is compared with its first occurrence as strings, and on a hash collision the
+  n goes through datatrove's scan on the keys themselves.
 
 The paragraph and line checks are datatrove's functions, in datatrove's order; every threshold is
 compared in the same expression, so the reasons are the same too (``tests/test_fast_filters.py``).
@@ -18,10 +24,12 @@ compared in the same expression, so the reasons are the same too (``tests/test_f
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from itertools import accumulate
 from operator import itemgetter
 
+import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
@@ -38,7 +46,8 @@ def top_ngram_chars(words: list[str], n: int) -> int | None:
 
 
 def repeated_ngram_chars(joined: str, offsets: list[int], n: int) -> int:
-    """Characters in n-grams (keyed by their words joined without a separator) seen before, scanning greedily."""
+    """Characters in n-grams (keyed by their words joined without a separator) seen before, scanning
+    greedily as datatrove does: a repeat counts its key's length and skips the next n - 1 positions."""
     n_grams = len(offsets) - n  # offsets has len(words) + 1 entries
     if n_grams <= 0:
         return 0
@@ -55,6 +64,77 @@ def repeated_ngram_chars(joined: str, offsets: list[int], n: int) -> int:
             seen.add(key)
             idx += 1
     return repeated
+
+
+# An odd multiplier is invertible modulo 2**64: the hash of joined[a:b] is sum(c[j] * INV**(j - a)),
+# from one prefix sum of c[j] * INV**j scaled by BASE**a (numpy's uint64 arithmetic wraps).
+_INV = 0x9E3779B97F4A7C15
+_BASE = pow(_INV, -1, 1 << 64)
+_powers: tuple[np.ndarray, np.ndarray] = (np.ones(0, np.uint64), np.ones(0, np.uint64))
+
+
+def _powers_of(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """INV**i and BASE**i for i < length (at least), kept per process and grown by doubling."""
+    global _powers
+    if len(_powers[0]) < length:
+        size = max(length, 2 * len(_powers[0]), 4096)
+        _powers = tuple(np.cumprod(np.r_[np.uint64(1), np.full(size - 1, b, np.uint64)], dtype=np.uint64) for b in (_INV, _BASE))
+    return _powers
+
+
+class NGramKeys:
+    """The n-gram keys of one word list, for any n: hashed from one prefix sum, compared as strings
+    only where the hashes say two are equal."""
+
+    def __init__(self, joined: str, offsets: list[int]):
+        self.joined, self.offsets = joined, offsets
+        inv, self._base = _powers_of(len(joined) + 1)
+        # any injective code of the characters will do; lone surrogates pass through as themselves
+        codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+        self._prefix = np.zeros(len(codes) + 1, np.uint64)
+        np.cumsum(codes * inv[: len(codes)], out=self._prefix[1:])
+        self._at = np.asarray(offsets, dtype=np.int64)
+
+    def hashes(self, n: int) -> np.ndarray:
+        start, end = self._at[:-n], self._at[n:]
+        return (self._prefix[end] - self._prefix[start]) * self._base[start]
+
+    def repeated_chars(self, n: int) -> int:
+        """``repeated_ngram_chars(joined, offsets, n)``."""
+        joined, offsets = self.joined, self.offsets
+        n_grams = len(offsets) - n
+        if n_grams <= 0:
+            return 0
+        hashes = self.hashes(n)
+        order = np.argsort(hashes, kind="stable")  # equal hashes in position order
+        ordered = hashes[order]
+        same_as_previous = ordered[1:] == ordered[:-1]
+        if not same_as_previous.any():
+            return 0
+        group_start = np.ones(n_grams, bool)
+        group_start[1:] = ~same_as_previous
+        rank = np.arange(n_grams)
+        first = np.empty(n_grams, np.int64)  # the position where each position's hash first occurs
+        first[order] = order[np.maximum.accumulate(np.where(group_start, rank, 0))]
+        candidates = np.flatnonzero(first < rank).tolist()
+        first = first.tolist()
+        seen, repeats, repeated, resume = set(), [], 0, 0
+        for pos in candidates:
+            if pos < resume:  # skipped after a repeat
+                continue
+            origin, start, end = first[pos], offsets[pos], offsets[pos + n]
+            if offsets[origin + n] - offsets[origin] != end - start or not joined.startswith(joined[start:end], offsets[origin]):
+                return repeated_ngram_chars(joined, offsets, n)  # two keys share a hash
+            if origin not in seen:  # no earlier occurrence reached yet but maybe the first
+                before = bisect_left(repeats, origin)
+                if before and origin - repeats[before - 1] < n:  # the first was skipped: this one is new
+                    seen.add(origin)
+                    continue
+            repeated += end - start
+            repeats.append(pos)
+            seen.add(origin)
+            resume = pos + n
+        return repeated
 
 
 class FastGopherRepetitionFilter(GopherRepetitionFilter):
@@ -82,8 +162,8 @@ class FastGopherRepetitionFilter(GopherRepetitionFilter):
             chars = top_ngram_chars(words, n)
             if chars is not None and chars / len(text) > n_frac:
                 return False, f"top_{n}_gram"
-        joined, offsets = "".join(words), [0, *accumulate(map(len, words))]
+        keys = NGramKeys("".join(words), [0, *accumulate(map(len, words))])
         for n, n_frac in self.dup_n_grams:
-            if repeated_ngram_chars(joined, offsets, n) / len(text) > n_frac:
+            if keys.repeated_chars(n) / len(text) > n_frac:
                 return False, f"duplicated_{n}_n_grams"
         return True
