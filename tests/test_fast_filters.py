@@ -7,13 +7,12 @@ compared on the corpus's URLs and on URLs made from datatrove's own word lists."
 from __future__ import annotations
 
 import functools
-from itertools import accumulate
 
 import numpy as np
 import pytest
 from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
-from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate
+from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_top_duplicate, get_n_grams
 from datatrove.pipeline.filters.language_filter import LanguageFilter
 from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.utils.text import split_into_words
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 from curation.filters.c4_quality import FastC4QualityFilter
 from curation.filters.fineweb_quality import FastFineWebQualityFilter
 from curation.filters.gopher_quality import FastGopherQualityFilter
+from curation.filters import gopher_repetition
 from curation.filters.gopher_repetition import FastGopherRepetitionFilter, NGramKeys
 from curation.filters.language import LanguageID, LocalFT176LID, bundled_lid_model
 from curation.filters.params import C4QualityConfig
@@ -131,8 +131,12 @@ def test_sped_up_filters_decide_as_datatrove(kept_vocabulary, ours, theirs, spac
 
 
 def duplicated_ngram_chars(words: list[str], n: int) -> int:
-    keys = NGramKeys("".join(words), [0, *accumulate(map(len, words))])
-    return keys.repeated_chars(n)
+    return NGramKeys(words).repeated_chars(n)
+
+
+def datatrove_top_ngram_chars(words: list[str], n: int) -> int | None:
+    n_grams = get_n_grams(words, n)
+    return find_top_duplicate(n_grams) if n_grams else None  # datatrove skips an n with no n-grams
 
 
 def test_duplicated_ngram_chars_are_datatrove_counts(spacy_remembered):
@@ -148,6 +152,36 @@ def test_duplicated_ngram_chars_are_datatrove_counts(spacy_remembered):
 @settings(max_examples=1500, deadline=None)
 def test_duplicated_ngram_chars_on_colliding_keys(words, n):
     assert duplicated_ngram_chars(words, n) == find_all_duplicate(words, n)
+
+
+def test_top_ngram_chars_are_datatrove_counts(spacy_remembered):
+    tops = 0
+    for i, text in enumerate(texts()):
+        words = split_into_words(text, "en")
+        keys = NGramKeys(words)
+        for n in (2, 3, 4):
+            expected = datatrove_top_ngram_chars(words, n)
+            assert keys.top_chars(n) == expected, (i, n, text[:200])
+            tops += expected is not None and expected > len(" ".join(words[:n]))
+    assert tops > 100  # most pages repeat some n-gram: the grouping path runs, not only the all-distinct one
+
+
+# short words: tuples repeat, tie, and join into the same strings at different word boundaries
+@given(st.lists(st.sampled_from(["a", "b", "ab", "ba", "c", "\ud800", "é"]), max_size=60), st.integers(1, 6))
+@settings(max_examples=1500, deadline=None)
+def test_top_ngram_chars_on_repeating_words(words, n):
+    assert NGramKeys(words).top_chars(n) == datatrove_top_ngram_chars(words, n)
+
+
+@pytest.mark.parametrize("mix", [lambda h: np.zeros_like(h), lambda h: h % np.uint64(3)], ids=["all collide", "some collide"])
+def test_top_ngram_chars_when_hashes_collide(kept_vocabulary, monkeypatch, mix):
+    """Word hashes squeezed into one or three values: groups mix different tuples, the answer stays datatrove's."""
+    monkeypatch.setattr(gopher_repetition, "_mixed", mix)
+    for i, text in enumerate(texts()[:60] + ("x y " * 40 + "z", "a b a b c c c")):
+        words = kept_vocabulary.word_tokenize(text)
+        keys = NGramKeys(words)
+        for n in (2, 3, 4):
+            assert keys.top_chars(n) == datatrove_top_ngram_chars(words, n), (i, n)
 
 
 def test_duplicated_ngram_chars_when_hashes_collide(kept_vocabulary, monkeypatch):
