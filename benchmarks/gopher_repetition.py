@@ -46,6 +46,23 @@ def english_words(corpus: Path, limit: int, tokenizer) -> list[tuple[str, list[s
     return out
 
 
+def best_of(sides: dict, docs: list[tuple[str, list[str]]], rounds: int) -> tuple[dict[str, float], dict[str, list]]:
+    """Each side's answers on every (text, words), and its least CPU over ``rounds``, sides alternating."""
+    best, answers = dict.fromkeys(sides, float("inf")), {}
+    for _ in range(rounds):
+        for name, side in sides.items():
+            start = time.process_time()
+            answers[name] = [side(text, words) for text, words in docs]
+            best[name] = min(best[name], time.process_time() - start)
+    return best, answers
+
+
+def ratio_lines(best: dict[str, float], pages: int) -> list[str]:
+    """CPU per page of each side, and the first side's (datatrove's) over it."""
+    base = next(iter(best.values()))
+    return [f"  {name:<44}{1e3 * t / pages:>8.3f} ms   datatrove / this {base / t:5.2f}x" for name, t in best.items()]
+
+
 def main() -> None:
     from datatrove.data import Document
     from datatrove.pipeline.filters import GopherRepetitionFilter
@@ -69,24 +86,24 @@ def main() -> None:
     if not docs:
         raise SystemExit(f"no English pages in the first {args.pages} of {args.corpus}")
 
-    def datatrove_top(words):
+    def datatrove_top(text, words):
         return [find_top_duplicate(grams) if (grams := get_n_grams(words, n)) else None for n in top_ns]
 
-    def datatrove_dup(words):
+    def datatrove_dup(text, words):
         return [find_all_duplicate(words, n) for n in dup_ns]
 
-    def sliced_dup(words):
+    def sliced_dup(text, words):
         joined, offsets = "".join(words), [0, *accumulate(map(len, words))]
         return [repeated_ngram_chars(joined, offsets, n) for n in dup_ns]
 
-    def counter_top(words):
+    def counter_top(text, words):
         return [top_ngram_chars(words, n) for n in top_ns]
 
-    def ours_top(words):
+    def ours_top(text, words):
         keys = NGramKeys(words)
         return [keys.top_chars(n) for n in top_ns]
 
-    def ours_dup(words):
+    def ours_dup(text, words):
         keys = NGramKeys(words)
         return [keys.repeated_chars(n) for n in dup_ns]
 
@@ -102,7 +119,6 @@ def main() -> None:
             "ours: NGramKeys.repeated_chars": ours_dup,
         },
     }
-    ms = lambda seconds: 1e3 * seconds / len(docs)  # noqa: E731
     lines = [
         f"python -m benchmarks.gopher_repetition --pages {args.pages} ({args.corpus}: {len(docs)} English pages, "
         f"{sum(len(w) for _, w in docs) / len(docs):,.0f} words a page)",
@@ -110,40 +126,26 @@ def main() -> None:
         f"versions: {versions('datatrove', 'numpy', 'spacy')}",
     ]
     for title, sides in sections.items():
-        best, answers = dict.fromkeys(sides, float("inf")), {}
-        for _ in range(args.rounds):
-            for name, side in sides.items():
-                start = time.process_time()
-                answers[name] = [side(words) for _, words in docs]
-                best[name] = min(best[name], time.process_time() - start)
-        reference_name = next(iter(sides))
-        reference = answers[reference_name]
+        best, answers = best_of(sides, docs, args.rounds)
+        reference = next(iter(answers.values()))
         for name, got in answers.items():
             wrong = sum(a != b for page_a, page_b in zip(got, reference) for a, b in zip(page_a, page_b))
             if wrong:
                 raise SystemExit(f"{title}, {name}: {wrong} (page, n) counts differ from datatrove's")
-        pairs = sum(map(len, reference))
-        lines.append(f"{title}: the same count on all {pairs:,} (page, n) pairs; CPU per page, best of {args.rounds} rounds")
-        base = best[reference_name]
-        lines += [f"  {name:<44}{ms(t):>8.3f} ms   datatrove / this {base / t:5.2f}x" for name, t in best.items()]
+        lines.append(f"{title}: the same count on all {sum(map(len, reference)):,} (page, n) pairs; CPU per page, best of {args.rounds} rounds")
+        lines += ratio_lines(best, len(docs))
 
     filters = {"datatrove GopherRepetitionFilter": GopherRepetitionFilter(**params, language=tokenizer),
                "ours: FastGopherRepetitionFilter": FastGopherRepetitionFilter(**params, language=tokenizer)}
-    filter_best, verdicts = dict.fromkeys(filters, float("inf")), {}
-    for _ in range(args.rounds):
-        for name, block in filters.items():
-            start = time.process_time()
-            verdicts[name] = [block.filter(Document(text=text, id=str(i))) for i, (text, _) in enumerate(docs)]
-            filter_best[name] = min(filter_best[name], time.process_time() - start)
+    best, verdicts = best_of({name: lambda text, words, block=block: block.filter(Document(text=text, id="page"))
+                              for name, block in filters.items()}, docs, args.rounds)
     first, second = verdicts.values()
-    same = sum(a == b for a, b in zip(first, second))
-    if same != len(docs):
-        raise SystemExit(f"the filters decided {len(docs) - same} of {len(docs)} pages differently")
-
+    differ = sum(a != b for a, b in zip(first, second))
+    if differ:
+        raise SystemExit(f"the filters decided {differ} of {len(docs)} pages differently")
     lines.append(f"whole filter (paragraphs, lines, top and duplicated n-grams; both split words with the same warm tokenizer): "
                  f"the same decision on all {len(docs):,} pages")
-    base = filter_best["datatrove GopherRepetitionFilter"]
-    lines += [f"  {name:<44}{ms(t):>8.3f} ms   datatrove / this {base / t:5.2f}x" for name, t in filter_best.items()]
+    lines += ratio_lines(best, len(docs))
     report("\n".join(lines), args.out)
 
 

@@ -134,7 +134,6 @@ def test_sped_up_filters_decide_as_datatrove(kept_vocabulary, ours, theirs, spac
     assert len({reason for _, reason in decisions}) >= 3  # kept and rejected for several reasons, not one path
 
 
-
 def duplicated_ngram_chars(words: list[str], n: int) -> int:
     return NGramKeys(words).repeated_chars(n)
 
