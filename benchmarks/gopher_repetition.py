@@ -32,7 +32,9 @@ from benchmarks.common import machine, report, versions
 from benchmarks.filter_cpu import DEFAULT_CORPUS, pages
 
 
-def english_words(corpus: Path, limit: int, tokenizer) -> list[tuple[str, list[str]]]:
+def english_words(corpus: Path, limit: int, tokenizer=None) -> list[tuple[str, list[str] | None]]:
+    """The English pages among the first ``limit`` (fastText, as the language stage keeps them), each
+    with its words split by ``tokenizer`` (None: not split)."""
     from datatrove.data import Document
     from datatrove.utils.text import split_into_words
 
@@ -42,7 +44,7 @@ def english_words(corpus: Path, limit: int, tokenizer) -> list[tuple[str, list[s
     out = []
     for i, (url, text) in enumerate(pages(corpus, limit)):
         if text and lid.apply(Document(text=text, id=str(i), metadata={"url": url})) is True:
-            out.append((text, split_into_words(text, tokenizer)))
+            out.append((text, split_into_words(text, tokenizer) if tokenizer is not None else None))
     return out
 
 

@@ -324,3 +324,80 @@ def test_url_filter_decides_as_datatrove(domains):
         reasons.add(expected[1] if isinstance(expected, tuple) else "kept")
     assert {"kept", "url", "hard_blacklisted", "soft_blacklisted", "blacklisted_subword"} <= reasons
     assert not domains or {"domain", "subdomain"} <= reasons
+
+
+# ---- decontamination: datatrove's normalised words, and the n-grams it would hash ----------------
+def _datatrove_words(text: str) -> list[str]:
+    from datatrove.utils.text import simplify_text
+
+    from curation.filters.decontamination import NORMALISATION
+
+    return simplify_text(text, NORMALISATION).split()
+
+
+def _every_ngram_scanned(text: str, index) -> tuple[str, str] | None:
+    """The first indexed n-gram of ``text`` as datatrove's ``NGramsDecontFilter`` finds it: every n-gram hashed."""
+    from xxhash import xxh64_intdigest
+
+    from curation.filters.decontamination import ngrams
+
+    for gram in ngrams(_datatrove_words(text), index.n):
+        if (owner := index.owners.get(xxh64_intdigest(gram))) is not None:
+            return owner, gram
+    return None
+
+
+@functools.cache
+def _eval_index():
+    from curation.filters.decontamination import load_index
+    from curation.filters.params import EVAL_TEXT
+
+    return load_index([str(EVAL_TEXT / "finance.jsonl"), str(EVAL_TEXT / "general.jsonl")], 13)
+
+
+def test_decontamination_finds_what_hashing_every_ngram_finds():
+    """On the bundled pages, the shipped evaluation text itself, and pages with a passage of it
+    planted where the run of known words is exactly 13 long, or starts after a run that matches nothing."""
+    from curation.filters.decontamination import find_contamination, normalized_words, read_eval_texts
+    from curation.filters.params import EVAL_TEXT
+
+    index = _eval_index()
+    evals = read_eval_texts(str(EVAL_TEXT / "finance.jsonl")) + read_eval_texts(str(EVAL_TEXT / "general.jsonl"))
+    passage = " ".join(max(evals, key=len).split()[200:213])
+    known = [w for w in sorted(index.vocabulary) if w.isalpha()][:40]  # known words in an order no text has
+    planted = [f"Zqxv {passage} zqxv.", f"{passage}", f"{' '.join(known)} zqxv {passage}", f"{' '.join(known)} {passage} and more"]
+    docs = [*texts(), *evals, *planted]
+    for text in docs:
+        assert normalized_words(text) == _datatrove_words(text)
+    found = [find_contamination(text, index) for text in docs]
+    assert found == [_every_ngram_scanned(text, index) for text in docs]
+    assert all(hit is not None for hit in found[-len(planted):])
+    assert sum(hit is not None for hit in found) > len(evals) // 2
+
+
+_MARKED = ["a", "Z", "é", "e\u0301", "\u0301", "\u0327\u0301", "ǅ", "İ", "ß", "Ⅻ", "١٢", "3.5", "7,2", "٫", "ﬁ", "\U0001d167",
+           "\U0001d15e", "한", "ᄀ\u1161", "ァ\u3099", "!", "...", "¿", "—", "«", "\u037e", "\u0387", " ", "\n", "\t", "\u00a0",
+           "\u2000", "\u2028", "\u3000", "\x1c", "\u0085", "\ufeff", "\u200b", "x" * 5]
+
+
+@given(st.lists(st.sampled_from(_MARKED), max_size=40) | st.text(max_size=60))
+@settings(max_examples=1500, deadline=None)
+def test_decontamination_words_on_marks_numbers_punctuation_and_whitespace(pieces):
+    from curation.filters.decontamination import normalized_words
+
+    text = pieces if isinstance(pieces, str) else "".join(pieces)
+    assert normalized_words(text) == _datatrove_words(text)
+
+
+def test_decomposing_keeps_whitespace_apart_from_the_rest():
+    """Why ``normalized_words`` may skip datatrove's whitespace step: ``re``'s ``\\s`` is ``str.isspace``,
+    and every whitespace character decomposes to whitespace only and has no combining class."""
+    import re
+    import unicodedata
+
+    space = re.compile(r"\s")
+    for c in map(chr, range(0x110000)):
+        assert bool(space.fullmatch(c)) == c.isspace(), hex(ord(c))
+        if c.isspace():
+            assert all(d.isspace() for d in unicodedata.normalize("NFD", c)) and unicodedata.combining(c) == 0, hex(ord(c))
+            assert unicodedata.category(c) != "Mn"
