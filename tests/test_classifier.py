@@ -143,3 +143,22 @@ def test_a_model_check_is_remembered_until_the_model_or_its_card_changes(tmp_pat
     model.write_bytes(b"not a model, same size...")
     with pytest.raises(ValueError, match="is not a fastText model"):
         check_model_file(model)
+
+
+def test_a_process_loads_a_fasttext_model_once_until_its_file_changes(tmp_path):
+    """Every shard task builds its stages again; the language model and the classifiers are not read again."""
+    import os
+    import shutil
+
+    from curation.filters.classifier import loaded_fasttext
+    from curation.filters.language import LanguageID, bundled_lid_model
+
+    first, second = LanguageID(), LanguageID()
+    assert first.filter.model.model is second.filter.model.model
+    copy = tmp_path / "lid.176.ftz"
+    shutil.copy(bundled_lid_model(), copy)
+    model = loaded_fasttext(copy)
+    assert loaded_fasttext(copy) is model
+    os.utime(copy, ns=(1, 1))  # replaced in place: read again
+    assert loaded_fasttext(copy) is not model
+    assert loaded_fasttext(copy).predict("the ledger balances", k=1)[0] == model.predict("the ledger balances", k=1)[0]

@@ -14,6 +14,7 @@ from datatrove.pipeline.filters.language_filter import LanguageFilter
 from datatrove.utils.lid import FT176LID
 
 from curation.core.stage import Stage, Verdict
+from curation.filters.classifier import loaded_fasttext
 
 
 def bundled_lid_model() -> Path:
@@ -39,9 +40,7 @@ class LocalFT176LID(FT176LID):
     @property
     def model(self):
         if self._model is None:
-            from fasttext.FastText import _FastText
-
-            self._model = _FastText(str(self.model_path))
+            self._model = loaded_fasttext(self.model_path)
         return self._model
 
 
