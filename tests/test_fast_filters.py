@@ -335,13 +335,13 @@ def _datatrove_words(text: str) -> list[str]:
     return simplify_text(text, NORMALISATION).split()
 
 
-def _every_ngram_scanned(text: str, index) -> tuple[str, str] | None:
-    """The first indexed n-gram of ``text`` as datatrove's ``NGramsDecontFilter`` finds it: every n-gram hashed."""
+def _every_ngram_scanned(words: list[str], index) -> tuple[str, str] | None:
+    """The first indexed n-gram of datatrove's ``words`` as its ``NGramsDecontFilter`` finds it: every n-gram hashed."""
     from xxhash import xxh64_intdigest
 
     from curation.filters.decontamination import ngrams
 
-    for gram in ngrams(_datatrove_words(text), index.n):
+    for gram in ngrams(words, index.n):
         if (owner := index.owners.get(xxh64_intdigest(gram))) is not None:
             return owner, gram
     return None
@@ -367,10 +367,10 @@ def test_decontamination_finds_what_hashing_every_ngram_finds():
     known = [w for w in sorted(index.vocabulary) if w.isalpha()][:40]  # known words in an order no text has
     planted = [f"Zqxv {passage} zqxv.", f"{passage}", f"{' '.join(known)} zqxv {passage}", f"{' '.join(known)} {passage} and more"]
     docs = [*texts(), *evals, *planted]
-    for text in docs:
-        assert normalized_words(text) == _datatrove_words(text)
+    theirs = [_datatrove_words(text) for text in docs]
+    assert [normalized_words(text) for text in docs] == theirs
     found = [find_contamination(text, index) for text in docs]
-    assert found == [_every_ngram_scanned(text, index) for text in docs]
+    assert found == [_every_ngram_scanned(words, index) for words in theirs]
     assert all(hit is not None for hit in found[-len(planted):])
     assert sum(hit is not None for hit in found) > len(evals) // 2
 

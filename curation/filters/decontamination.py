@@ -15,7 +15,7 @@ The words are datatrove's, computed ~2.5x faster (``normalized_words``): datatro
 combining marks one character at a time in a Python generator, the stage's largest cost; here a
 regular expression removes them, only from text that is not ASCII. Its whitespace step is left out
 because only the words are used: ``str.split`` splits on the same characters, and no character's
-decomposition turns whitespace into non-whitespace or back (``tests/test_decontamination.py``
+decomposition turns whitespace into non-whitespace or back (``tests/test_fast_filters.py``
 checks every code point, and the words against datatrove's on real and generated text). Only
 n-grams whose words all occur in indexed n-grams can match, so a document's words are first
 checked against that vocabulary and only runs of ``n`` known words are joined and hashed (most
