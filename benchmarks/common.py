@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import os
@@ -12,6 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "sample_corpus"
+# the 0.1 GB scale corpus (scripts/build_scale_corpus.py), where the per-page benchmarks take their pages
+SCALE_CORPUS = Path(os.environ.get("CURATION_SCALE_CORPUS", Path.home() / ".cache" / "curation-scale-corpus")) / "0.1"
 
 
 def machine() -> str:
@@ -57,3 +60,15 @@ def report(text: str, out: str | Path) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text + "\n")
 
+
+
+def page_sample_parser(description: str, out: str | None = None) -> argparse.ArgumentParser:
+    """The options of a benchmark over the first ``--pages`` pages of the scale corpus, sides
+    alternating for ``--rounds``, its table kept in ``--out`` (when it has one)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--pages", type=int, default=4000)
+    parser.add_argument("--corpus", type=Path, default=SCALE_CORPUS)
+    parser.add_argument("--rounds", type=int, default=3)
+    if out is not None:
+        parser.add_argument("--out", type=Path, default=Path(out))
+    return parser

@@ -18,11 +18,7 @@ shipped one (``data/eval``, n = 13). Sides alternating, best of ``--rounds``:
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from benchmarks.common import machine, report, versions
-from benchmarks.filter_cpu import DEFAULT_CORPUS
+from benchmarks.common import machine, page_sample_parser, report, versions
 from benchmarks.gopher_repetition import best_of, english_words, ratio_lines
 
 
@@ -36,19 +32,32 @@ def planted(docs: list[str], passage: str, every: int = 50) -> list[str]:
     return out
 
 
-def main() -> None:
+def datatrove_words(text: str) -> list[str]:
+    """The stage's words as before: datatrove's ``simplify_text``, split on whitespace."""
     from datatrove.utils.text import simplify_text
+
+    from curation.filters.decontamination import NORMALISATION
+
+    return simplify_text(text, NORMALISATION).split()
+
+
+def every_ngram_scanned(words: list[str], index) -> tuple[str, str] | None:
+    """The first indexed n-gram of ``words`` as datatrove's ``NGramsDecontFilter`` finds it: every n-gram hashed."""
     from xxhash import xxh64_intdigest
 
-    from curation.filters.decontamination import NORMALISATION, find_contamination, load_index, ngrams, normalized_words, read_eval_texts
+    from curation.filters.decontamination import ngrams
+
+    for gram in ngrams(words, index.n):
+        if (owner := index.owners.get(xxh64_intdigest(gram))) is not None:
+            return owner, gram
+    return None
+
+
+def main() -> None:
+    from curation.filters.decontamination import find_contamination, load_index, normalized_words, read_eval_texts
     from curation.filters.params import EVAL_TEXT
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=4000)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/decontamination-2core.txt"))
-    args = parser.parse_args()
+    args = page_sample_parser(__doc__.splitlines()[0], "benchmarks/results/decontamination-2core.txt").parse_args()
 
     eval_files = [str(EVAL_TEXT / "finance.jsonl"), str(EVAL_TEXT / "general.jsonl")]
     index = load_index(eval_files, 13)
@@ -58,20 +67,11 @@ def main() -> None:
         raise SystemExit(f"no English pages in the first {args.pages} of {args.corpus}")
     docs = [(text, None) for text in texts]
 
-    def datatrove_words(text, _):
-        return simplify_text(text, NORMALISATION).split()
-
-    def every_ngram(text, _):
-        for gram in ngrams(datatrove_words(text, None), index.n):
-            if (owner := index.owners.get(xxh64_intdigest(gram))) is not None:
-                return owner, gram
-        return None
-
     sections = {
-        "normalised words": {"datatrove simplify_text + split (before)": datatrove_words,
+        "normalised words": {"datatrove simplify_text + split (before)": lambda text, _: datatrove_words(text),
                              "ours: normalized_words": lambda text, _: normalized_words(text)},
         f"search for a shared {index.n}-gram ({len(index):,} in the index)": {
-            "datatrove words, all n-grams hashed (before)": every_ngram,
+            "datatrove words, all n-grams hashed (before)": lambda text, _: every_ngram_scanned(datatrove_words(text), index),
             "ours: find_contamination": lambda text, _: find_contamination(text, index)},
     }
     lines = [

@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
-import os
 import time
 from pathlib import Path
 
-from benchmarks.common import machine
+from benchmarks.common import SCALE_CORPUS, machine
 
 STAGES = ("url_filter", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
-DEFAULT_CORPUS = Path(os.environ.get("CURATION_SCALE_CORPUS", Path.home() / ".cache" / "curation-scale-corpus")) / "0.1"
 
 
 def pages(corpus: Path, limit: int) -> list[tuple[str, str]]:
@@ -75,7 +73,7 @@ def run(corpus: Path, limit: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=10_000)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", type=Path, default=SCALE_CORPUS)
     args = parser.parse_args()
     print(run(args.corpus, args.pages))
 

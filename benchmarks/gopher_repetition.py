@@ -23,13 +23,12 @@ the word splits warm on both sides: decisions compared page by page.
 
 from __future__ import annotations
 
-import argparse
 import time
 from itertools import accumulate
 from pathlib import Path
 
-from benchmarks.common import machine, report, versions
-from benchmarks.filter_cpu import DEFAULT_CORPUS, pages
+from benchmarks.common import machine, page_sample_parser, report, versions
+from benchmarks.filter_cpu import pages
 
 
 def english_words(corpus: Path, limit: int, tokenizer=None) -> list[tuple[str, list[str] | None]]:
@@ -74,12 +73,7 @@ def main() -> None:
     from curation.filters.params import GopherRepetitionConfig
     from curation.filters.words import shared_word_tokenizer
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=4000)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gopher_repetition-2core.txt"))
-    args = parser.parse_args()
+    args = page_sample_parser(__doc__.splitlines()[0], "benchmarks/results/gopher_repetition-2core.txt").parse_args()
 
     params = GopherRepetitionConfig().model_dump(exclude={"enabled"})
     top_ns, dup_ns = [n for n, _ in params["top_n_grams"]], [n for n, _ in params["dup_n_grams"]]

@@ -12,15 +12,11 @@ the threads sentencepiece starts for a list call are counted too.
 
 from __future__ import annotations
 
-import argparse
 import glob
-import os
 import time
 from pathlib import Path
 
-from benchmarks.common import machine, versions
-
-DEFAULT_CORPUS = Path(os.environ.get("CURATION_SCALE_CORPUS", Path.home() / ".cache" / "curation-scale-corpus")) / "0.1"
+from benchmarks.common import machine, page_sample_parser, versions
 
 
 def raw_pages(corpus: Path, limit: int) -> list[str]:
@@ -43,11 +39,7 @@ def main() -> None:
     from tokenizer.counting import WordCountCache, counts_by_word
     from tokenizer.train import SentencePieceSettings, train_sentencepiece
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=4000)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = page_sample_parser(__doc__.splitlines()[0]).parse_args()
     pages = raw_pages(args.corpus, args.pages)
     model = train_sentencepiece([extract_plain_text(p, main_content=True) for p in pages[:2000]], SentencePieceSettings(vocab_size=8192))
     assert counts_by_word(model)

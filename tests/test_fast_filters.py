@@ -327,26 +327,6 @@ def test_url_filter_decides_as_datatrove(domains):
 
 
 # ---- decontamination: datatrove's normalised words, and the n-grams it would hash ----------------
-def _datatrove_words(text: str) -> list[str]:
-    from datatrove.utils.text import simplify_text
-
-    from curation.filters.decontamination import NORMALISATION
-
-    return simplify_text(text, NORMALISATION).split()
-
-
-def _every_ngram_scanned(words: list[str], index) -> tuple[str, str] | None:
-    """The first indexed n-gram of datatrove's ``words`` as its ``NGramsDecontFilter`` finds it: every n-gram hashed."""
-    from xxhash import xxh64_intdigest
-
-    from curation.filters.decontamination import ngrams
-
-    for gram in ngrams(words, index.n):
-        if (owner := index.owners.get(xxh64_intdigest(gram))) is not None:
-            return owner, gram
-    return None
-
-
 @functools.cache
 def _eval_index():
     from curation.filters.decontamination import load_index
@@ -358,6 +338,7 @@ def _eval_index():
 def test_decontamination_finds_what_hashing_every_ngram_finds():
     """On the bundled pages, the shipped evaluation text itself, and pages with a passage of it
     planted where the run of known words is exactly 13 long, or starts after a run that matches nothing."""
+    from benchmarks.decontamination import datatrove_words, every_ngram_scanned
     from curation.filters.decontamination import find_contamination, normalized_words, read_eval_texts
     from curation.filters.params import EVAL_TEXT
 
@@ -367,10 +348,10 @@ def test_decontamination_finds_what_hashing_every_ngram_finds():
     known = [w for w in sorted(index.vocabulary) if w.isalpha()][:40]  # known words in an order no text has
     planted = [f"Zqxv {passage} zqxv.", f"{passage}", f"{' '.join(known)} zqxv {passage}", f"{' '.join(known)} {passage} and more"]
     docs = [*texts(), *evals, *planted]
-    theirs = [_datatrove_words(text) for text in docs]
+    theirs = [datatrove_words(text) for text in docs]
     assert [normalized_words(text) for text in docs] == theirs
     found = [find_contamination(text, index) for text in docs]
-    assert found == [_every_ngram_scanned(words, index) for words in theirs]
+    assert found == [every_ngram_scanned(words, index) for words in theirs]
     assert all(hit is not None for hit in found[-len(planted):])
     assert sum(hit is not None for hit in found) > len(evals) // 2
 
@@ -383,10 +364,11 @@ _MARKED = ["a", "Z", "é", "e\u0301", "\u0301", "\u0327\u0301", "ǅ", "İ", "ß"
 @given(st.lists(st.sampled_from(_MARKED), max_size=40) | st.text(max_size=60))
 @settings(max_examples=1500, deadline=None)
 def test_decontamination_words_on_marks_numbers_punctuation_and_whitespace(pieces):
+    from benchmarks.decontamination import datatrove_words
     from curation.filters.decontamination import normalized_words
 
     text = pieces if isinstance(pieces, str) else "".join(pieces)
-    assert normalized_words(text) == _datatrove_words(text)
+    assert normalized_words(text) == datatrove_words(text)
 
 
 def test_decomposing_keeps_whitespace_apart_from_the_rest():
