@@ -341,6 +341,61 @@ def test_a_closed_extraction_stage_leaves_its_child_to_the_next_one():
         extract_worker.close_idle()
 
 
+def _crash_or_spin(html: str) -> str:
+    """resiliparse, except on two marked pages: one kills the child as a crash in C or the kernel would (SIGKILL), one never returns."""
+    import os
+    import signal
+
+    from curation.extraction.extract import resiliparse_extract
+
+    if "CRASH-HERE" in html:
+        os.kill(os.getpid(), signal.SIGKILL)
+    while "SPIN-HERE" in html:
+        pass
+    return resiliparse_extract(html)
+
+
+def test_pages_sent_to_the_child_in_batches_get_the_verdicts_they_get_one_by_one():
+    """The stage sends the child 32 pages a message (``prepare``): every page keeps its own CPU
+    limit, a page that loops costs only itself, and a page that kills the child costs only itself
+    too (its batch is redone page by page); the verdicts and texts are those of one page a message."""
+    from curation.extraction import extract_worker
+    from curation.readers.base import raw_document
+    from tests.conftest import bundled_pages
+
+    html = [p["html"] for p in bundled_pages()][:40]
+    html[5] = html[5].replace("<body", "<body><p>CRASH-HERE</p", 1)
+    html[20] = html[20].replace("<body", "<body><p>SPIN-HERE</p", 1)
+
+    def run(batch: int) -> tuple[list, list, StageStats, int]:
+        docs = []
+        for i, text in enumerate(html):
+            doc = raw_document(b"", InputFile("x", "s", "general", "warc"), i, None)
+            doc.text, doc.metadata["domain"] = text, "general"
+            docs.append(doc)
+        stage = TextExtraction(engine="resiliparse", timeout_s=0.5)
+        stage.extract_fn, stage.extractor_key = _crash_or_spin, ("crash-or-spin", batch)
+        stage.prepare_batch = batch
+        stats, rejected, sent = StageStats("extract"), [], []
+        with stage:
+            original = stage._sandbox.extract_many
+            stage._sandbox.extract_many = lambda pages: sent.append(len(pages)) or original(pages)
+            kept = [(d.id, d.text) for d in run_stage(stage, docs, stats, TextMeasure(_count_tokens), lambda d, r, raw: rejected.append((d.id, r, d.text)))]
+        return kept, rejected, stats, sent
+
+    extract_worker.close_idle()
+    try:
+        one_by_one, batched = run(0), run(TextExtraction.prepare_batch)
+    finally:
+        extract_worker.close_idle()
+    assert one_by_one[3] == [] and batched[3] == [32, 8]  # the batches were sent; none without them
+    assert batched[:2] == one_by_one[:2]
+    kept, rejected, stats, _ = batched
+    assert [(doc_id.rsplit("#", 1)[-1], reason) for doc_id, reason, _ in rejected] == [("5", "extraction_crashed"), ("20", "extraction_timeout")]
+    assert [text for _, _, text in rejected] == [html[5], html[20]]  # rejected as they entered
+    assert len(kept) == 38 and stats.invariant_violations() == []
+
+
 def test_an_uncompressed_warc_named_gz_is_still_read(tmp_path):
     plain = gzip.decompress(CRAWL)  # every member, concatenated: the uncompressed WARC
     docs = list(read_file(_file(tmp_path, "plain.warc.gz", plain, "warc")))

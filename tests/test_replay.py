@@ -41,10 +41,13 @@ def test_replayed_stages_give_what_computing_them_gives(tmp_path):
     save_effects(tmp_path / "effects.pickle", recording)  # as the sample pass leaves them for the curate pass
     known = load_effects(tmp_path / "effects.pickle")
     replayed = replaying(build_stages(cfg), known=known, skip=NOT_REPLAYED)
+    prepared = []
     for stage in replayed:
         if isinstance(stage, Replaying):
             stage.stage.apply = None  # the wrapped stage must not run at all: every record is known
+            stage.stage.prepare = prepared.append  # nor work ahead on a batch (extraction's child)
     assert _run(replayed, _docs()) == reference
+    assert prepared == []
     assert sum(s.replayed for s in replayed if isinstance(s, Replaying)) > 60
 
 

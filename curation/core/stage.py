@@ -19,6 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 
 from datatrove.data import Document
 
@@ -61,9 +62,17 @@ class Stage(ABC):
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # >1: ``run_stage`` hands the stage the next this-many documents (``prepare``) before their ``apply`` calls
+    prepare_batch: int = 0
+
     @abstractmethod
     def apply(self, doc: Document) -> Verdict:
         """Keep (True) or reject (False, or (False, reason)) one document; may rewrite it."""
+
+    def prepare(self, docs: list[Document]) -> None:
+        """Work ``apply`` can do for several documents at once, done ahead for the next ``docs`` (a stage
+        whose every document costs a round trip to another process). It must not change the documents,
+        and ``apply`` must give each the same verdict and text whether or not it was called."""
 
     def copies(self, doc: Document) -> int:
         """How many times a kept document goes on: 1, except where mixing repeats a domain's documents."""
@@ -167,6 +176,8 @@ def _verdicts(stage: Stage, docs: Iterable[Document], stats: StageStats, measure
         stats.wall_time_s += time.perf_counter() - start
         yield from (e + (v,) for e, v in zip(entered, verdicts))
         return
+    if stage.prepare_batch > 1:
+        docs = _prepared(stage, docs, stats)
     for doc in docs:
         domain, size_in, text_in = doc.metadata["domain"], measure(doc), doc.text
         start = time.perf_counter()
@@ -176,6 +187,19 @@ def _verdicts(stage: Stage, docs: Iterable[Document], stats: StageStats, measure
             verdict = failed(exc, doc.id)
         stats.wall_time_s += time.perf_counter() - start
         yield doc, domain, size_in, text_in, verdict
+
+
+def _prepared(stage: Stage, docs: Iterable[Document], stats: StageStats) -> Iterator[Document]:
+    """``docs`` as they were, each batch of ``stage.prepare_batch`` handed to ``stage.prepare`` first (timed as the stage's)."""
+    docs = iter(docs)
+    while batch := list(islice(docs, stage.prepare_batch)):
+        start = time.perf_counter()
+        try:
+            stage.prepare(batch)
+        except Exception as exc:  # nothing is lost: each document's apply does the work alone
+            logger.warning("stage %s could not prepare %d documents (%s: %s); applying them one by one", stage.name, len(batch), type(exc).__name__, exc)
+        stats.wall_time_s += time.perf_counter() - start
+        yield from batch
 
 
 def run_stage(
