@@ -15,22 +15,38 @@ to the process that extracts it and back:
 - ours as the stage runs now: ``TextExtraction.prepare`` sends 32 pages a message, each still under
   its own CPU limit in the child.
 
-CPU is the parent's and its children's together (a child's time is read when it has been reaped),
-sides alternating, best of ``--rounds``.
+CPU is the parent's and its child's together, from the child's start-up on (each side's child is
+started and warmed up on one page first: a worker keeps its child for all its shards), sides
+alternating, best of ``--rounds``.
 """
 
 from __future__ import annotations
 
-import resource
+import os
 import time
 
 from benchmarks.common import machine, page_sample_parser, report, versions
 from benchmarks.token_counting import raw_pages
 
 
-def _cpu() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def _child_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a live process (0 without one)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(pages: list[str], extract_all, child_pid) -> tuple[list[str | None], float]:
+    """``extract_all(pages)`` and the CPU it took in this process and the child (``child_pid()``),
+    the child already started and warmed up on the first page: a worker keeps its child for all its
+    shards, so its start-up is not a page's cost."""
+    extract_all(pages[:1])
+    pid = child_pid()
+    start = time.process_time(), _child_cpu(pid)
+    texts = extract_all(pages)
+    return texts, time.process_time() - start[0] + _child_cpu(pid) - start[1]
 
 
 def extractor(engine: str):
@@ -39,41 +55,46 @@ def extractor(engine: str):
     return TextExtraction(engine=engine).extract_fn
 
 
-def in_process(pages: list[str], engine: str) -> list[str | None]:
+def in_process(pages: list[str], engine: str) -> tuple[list[str | None], float]:
     extract = extractor(engine)
-    return [extract(page) for page in pages]
+    return _timed(pages, lambda batch: [extract(page) for page in batch], lambda: None)
 
 
-def datatrove_sandbox(pages: list[str], engine: str) -> list[str | None]:
+def datatrove_sandbox(pages: list[str], engine: str) -> tuple[list[str | None], float]:
     from datatrove.pipeline.extractors.base import ExtractorSandbox
 
     extract, sandbox = extractor(engine), ExtractorSandbox(timeout=5.0)
     try:
-        return [sandbox.process_document(page, extract) for page in pages]
+        return _timed(pages, lambda batch: [sandbox.process_document(page, extract) for page in batch], lambda: sandbox.process.pid)
     finally:
-        sandbox._cleanup_process()  # reaps the child, so its CPU time is counted
+        sandbox._cleanup_process()
 
 
-def ours(pages: list[str], engine: str, batch: int) -> list[str | None]:
+def ours(pages: list[str], engine: str, batch: int) -> tuple[list[str | None], float]:
     from curation.core.stage import TextMeasure, run_stage
     from curation.core.stats import StageStats
     from curation.extraction import extract_worker
     from curation.extraction.extract import TextExtraction
     from curation.readers.base import InputFile, raw_document
 
-    docs = []
-    for i, page in enumerate(pages):
-        doc = raw_document(b"", InputFile("bench", "bench", "general", "warc"), i, None)
-        doc.text, doc.metadata["domain"] = page, "general"
-        docs.append(doc)
-    texts: dict[str, str | None] = {d.id: None for d in docs}
-    stage = TextExtraction(engine=engine)
-    stage.prepare_batch = batch
-    with stage:
+    def extract_all(batch_pages: list[str]) -> list[str | None]:
+        docs = []
+        for i, page in enumerate(batch_pages):
+            doc = raw_document(b"", InputFile("bench", "bench", "general", "warc"), i, None)
+            doc.text, doc.metadata["domain"] = page, "general"
+            docs.append(doc)
+        texts: dict[str, str | None] = {d.id: None for d in docs}
         for doc in run_stage(stage, docs, StageStats(stage.name), TextMeasure(None), lambda *_: None):
             texts[doc.id] = doc.text
-    extract_worker.close_idle()  # reaps the child, so its CPU time is counted
-    return list(texts.values())
+        return list(texts.values())
+
+    stage = TextExtraction(engine=engine)
+    stage.prepare_batch = batch
+    try:
+        with stage:
+            return _timed(pages, extract_all, lambda: stage._sandbox.process.pid)
+    finally:
+        extract_worker.close_idle()
 
 
 def main() -> None:
@@ -95,9 +116,8 @@ def main() -> None:
     answers: dict[str, list] = {}
     for _ in range(args.rounds):
         for name, run in sides.items():
-            start = _cpu()
-            answers[name] = run()
-            best[name] = min(best.get(name, float("inf")), _cpu() - start)
+            answers[name], seconds = run()
+            best[name] = min(best.get(name, float("inf")), seconds)
     reference = answers[next(iter(sides))]
     for name, got in answers.items():
         # ours drops empty text (the stage rejects it as no_text_extracted): compare the text pages have
