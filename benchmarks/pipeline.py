@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-datatrove", action="store_true")
     parser.add_argument("--only-fast", action="store_true", help="only ours with the fast path (its scaling across sizes)")
     parser.add_argument("--worker-max-tasks", type=int, help="ours with ray.worker_max_tasks=N: a worker process exits after N tasks (bounds its memory)")
-    parser.add_argument("--no-html-tokens", action="store_true", help="ours with read.count_html_tokens=false: the raw HTML's tokens are not counted")
+    parser.add_argument("--count-html-tokens", action="store_true", help="ours with read.count_html_tokens=true: every raw HTML record's tokens are counted too (off by default)")
     parser.add_argument("--f1-pages", type=int, default=500, help="pages compared word by word between the extractors")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--work-dir", type=Path, help="keep the runs here (default: a temporary folder, removed)")
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix=f"bench-pipeline-{label}-", dir=args.work_dir))
         try:
             overrides = ((f"ray.worker_max_tasks={args.worker_max_tasks}",) if args.worker_max_tasks else ()) + (
-                ("read.count_html_tokens=false",) if args.no_html_tokens else ())
+                ("read.count_html_tokens=true",) if args.count_html_tokens else ())
             result = bench_size(corpus, label, args.cores, work, args.fast_path, args.skip_datatrove, args.f1_pages, args.only_fast, overrides)
         finally:
             if args.work_dir is None:

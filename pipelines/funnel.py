@@ -83,14 +83,21 @@ def render_table(stats: dict) -> str:
     """A plain-text table of the funnel for the console."""
     header = f"{'stage':<20}{'docs in':>9}{'kept':>8}{'rej':>7}{'tokens in':>12}{'tokens out':>12}{'keep%':>7}  top rejection reasons"
     lines = [header, "-" * len(header)]
+    names = [stage["name"] for stage in stats["stages"]]
+    # a run that left the HTML uncounted (read.count_html_tokens=false) has only its text records' tokens up to extraction
+    uncounted = names[: names.index(EXTRACT) + 1] if stats["retention"].get("tokens_vs_raw") is None and EXTRACT in names else []
     for stage in stats["stages"]:
         total = stage["total"]
         keep = 100 * total["kept"]["docs"] / total["in"]["docs"] if total["in"]["docs"] else 0.0
         reasons = _top_reasons(StageStats.from_dict(stage))
+        tokens_in = f"{total['in']['tokens']}*" if stage["name"] in uncounted else total["in"]["tokens"]
+        tokens_out = f"{total['out']['tokens']}*" if stage["name"] in uncounted[:-1] else total["out"]["tokens"]
         lines.append(
             f"{stage['name']:<20}{total['in']['docs']:>9}{total['kept']['docs']:>8}{total['rejected']['docs']:>7}"
-            f"{total['in']['tokens']:>12}{total['out']['tokens']:>12}{keep:>6.1f}%  {reasons}"
+            f"{tokens_in:>12}{tokens_out:>12}{keep:>6.1f}%  {reasons}"
         )
+    if uncounted:
+        lines.append("* HTML records' tokens not counted before extraction (read.count_html_tokens=false): only text records'")
     for stage in stats["stages"]:
         counters = StageStats.from_dict(stage).total().counters
         if stage["name"] == PII:

@@ -78,6 +78,13 @@ def _extract_one(extract_fn: Callable[[str], str | None], html: str, timeout_s: 
         return _ERROR, f"{type(exc).__name__}: {exc}"
 
 
+def _extract_guarded(extract_fn: Callable[[str], str | None], html: str, timeout_s: float) -> tuple[int, str | None]:
+    try:
+        return _extract_one(extract_fn, html, timeout_s)
+    except _PageTimeout:  # the timer fired between the extractor's return and its disarming
+        return _TIMEOUT, None
+
+
 def _child(conn, extract_fn, timeout_s: float, parent_pid: int, warmup_html: str) -> None:
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGPROF, _on_cpu_timer)
@@ -89,18 +96,9 @@ def _child(conn, extract_fn, timeout_s: float, parent_pid: int, warmup_html: str
         except EOFError:  # the parent closed the pipe
             return
         if isinstance(html, list):  # a batch: each page under its own CPU limit, the results in one reply
-            results = []
-            for page in html:
-                try:
-                    results.append(_extract_one(extract_fn, page, timeout_s))
-                except _PageTimeout:
-                    results.append((_TIMEOUT, None))
-            conn.send(results)
-            continue
-        try:
-            conn.send(_extract_one(extract_fn, html, timeout_s))
-        except _PageTimeout:  # the timer fired between the extractor's return and its disarming
-            conn.send((_TIMEOUT, None))
+            conn.send([_extract_guarded(extract_fn, page, timeout_s) for page in html])
+        else:
+            conn.send(_extract_guarded(extract_fn, html, timeout_s))
 
 
 class ExtractionWorker:
@@ -132,10 +130,13 @@ class ExtractionWorker:
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
 
-    def extract(self, html: str) -> str | None:
+    def _ensure_running(self) -> None:
         if not self.alive():
             self.close()
             self.start()
+
+    def extract(self, html: str) -> str | None:
+        self._ensure_running()
         try:
             self.conn.send(html)
             if not self.conn.poll(WALL_CLOCK_FACTOR * self.timeout_s):
@@ -158,9 +159,7 @@ class ExtractionWorker:
         two pipe messages and two wake-ups a page (~0.1 ms of the parent's CPU a page,
         ``benchmarks.extraction_sandbox``).
         """
-        if not self.alive():
-            self.close()
-            self.start()
+        self._ensure_running()
         try:
             self.conn.send(pages)
             if not self.conn.poll(WALL_CLOCK_FACTOR * self.timeout_s * len(pages)):
