@@ -109,3 +109,38 @@ def test_html_records_left_uncounted_change_only_the_tokens_before_extraction(tm
     texts = sum(m[1] for i, _, m in counted if i.startswith("texts"))
     assert 0 < texts == read.domains["general"].out.tokens < counted_stats["read"].domains["general"].out.tokens
     assert extract.total().out == counted_stats["extract"].total().out and extract.total().out.tokens > 0
+
+
+def test_documents_read_back_are_not_counted_again_unless_their_text_changed(tmp_path):
+    """A phase that reads the documents another one wrote (dedup reads ``filtered/``) takes their token
+    counts from the file: the same sizes, without encoding the same text a second time."""
+    import pyarrow.parquet as pq
+
+    from curation.writers.shards import document_writer, read_documents
+
+    paragraphs = [p for p in LICENCE.split("\n\n") if p.strip()][:40]
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return len(text.split())
+
+    measure = TextMeasure(count)
+    docs = [new_document(p, f"gpl#{i}", "licences", "general", None) for i, p in enumerate(paragraphs)]
+    sizes = [measure(d) for d in docs]
+    assert len(counted) == len(paragraphs)
+    writer = document_writer(tmp_path / "docs.parquet")
+    for d in docs:
+        writer.add(d)
+    writer.commit()
+    assert pq.read_table(tmp_path / "docs.parquet").column("tokens").to_pylist() == [s[1] for s in sizes]
+
+    counted.clear()
+    again = list(read_documents(tmp_path / "docs.parquet"))
+    assert [TextMeasure(count)(d) for d in again] == sizes and counted == []
+    again[0].text = again[0].text.upper()  # a stage rewrote it: counted anew
+    assert TextMeasure(count)(again[0]) == (sizes[0][0], sizes[0][1]) and counted == [again[0].text]
+    # a file written before the tokens column: its documents are counted as they are read
+    pq.write_table(pq.read_table(tmp_path / "docs.parquet").drop(["tokens"]), tmp_path / "old.parquet")
+    counted.clear()
+    assert [TextMeasure(count)(d) for d in read_documents(tmp_path / "old.parquet")] == sizes and len(counted) == len(paragraphs)

@@ -15,6 +15,11 @@ import pyarrow as pa
 from datatrove.data import Document
 
 CORE_METADATA = ("source", "domain", "url")
+# Transient metadata: the tokens of the document's text under the run's tokenizer, as (text, tokens),
+# where the run counted them (``curation.core.stage.TextMeasure``). They are written with the document
+# (the ``tokens`` column) and read back with it, so that a phase reading the documents again does not
+# encode the same text again.
+COUNTED_KEY = "_counted"
 # The domain of documents from a source configured without one, until the domain classifier gives them theirs.
 UNTAGGED = "untagged"
 
@@ -27,6 +32,9 @@ DOCUMENT_SCHEMA = pa.schema(
         ("url", pa.string()),
         # Everything a stage added, as sorted JSON so that equal documents give equal bytes.
         ("metadata", pa.string()),
+        # The text's tokens under the run's tokenizer where the run counted them (null before the
+        # extracted text of an HTML record), read back by the phases that read the documents again.
+        ("tokens", pa.int64()),
     ]
 )
 
@@ -65,9 +73,15 @@ def documents_to_table(docs: Iterable[Document]) -> pa.Table:
             "domain": [d.metadata["domain"] for d in docs],
             "url": [d.metadata.get("url") for d in docs],
             "metadata": [_extra_metadata(d) for d in docs],
+            "tokens": [_counted_tokens(d) for d in docs],
         },
         schema=DOCUMENT_SCHEMA,
     )
+
+
+def _counted_tokens(doc: Document) -> int | None:
+    counted = doc.metadata.get(COUNTED_KEY)
+    return counted[1] if counted is not None and counted[0] is doc.text else None
 
 
 def rejected_to_table(rows: Iterable[tuple[Document, str, bytes | None]]) -> pa.Table:
@@ -79,6 +93,10 @@ def rejected_to_table(rows: Iterable[tuple[Document, str, bytes | None]]) -> pa.
 
 
 def table_to_documents(table: pa.Table) -> Iterator[Document]:
-    for row in table.select([f.name for f in DOCUMENT_SCHEMA]).to_pylist():
+    # files written before the tokens column have none: their documents are counted again
+    for row in table.select([f.name for f in DOCUMENT_SCHEMA if f.name in table.column_names]).to_pylist():
         metadata = json.loads(row["metadata"]) if row["metadata"] else {}
-        yield new_document(row["text"], row["id"], row["source"], row["domain"], row["url"], **metadata)
+        doc = new_document(row["text"], row["id"], row["source"], row["domain"], row["url"], **metadata)
+        if row.get("tokens") is not None:
+            doc.metadata[COUNTED_KEY] = (doc.text, row["tokens"])
+        yield doc

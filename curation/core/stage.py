@@ -23,6 +23,7 @@ from itertools import islice
 
 from datatrove.data import Document
 
+from curation.core.document import COUNTED_KEY
 from curation.core.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -127,14 +128,20 @@ class TextMeasure:
             return cached[1]
         if cached is not None and cached[0] is doc.text:
             return cached[1]
-        tokens = None
+        tokens, counted = None, doc.metadata.get(COUNTED_KEY)
         if cached is not None and len(cached) == 3 and (cached[2] is _UNCOUNTED or cached[2] == doc.text):
             # decoding as UTF-8 gave the text the record was counted as (most pages): the same tokens,
             # so the page is not encoded a second time (equality is a memcmp; encoding is not); or
             # the record is markup left uncounted, and so is its decoded text
             tokens = cached[1][1]
+        elif counted is not None and counted[0] is doc.text and self.count_tokens is not None:
+            tokens = counted[1]  # counted by the phase that wrote the document
         text_bytes = len(doc.text.encode("utf-8", errors="surrogatepass"))
-        size = (text_bytes, self._tokens(doc.text) if tokens is None else tokens)
+        if tokens is None:
+            tokens = self._tokens(doc.text)
+            if self.count_tokens is not None:
+                doc.metadata[COUNTED_KEY] = (doc.text, tokens)
+        size = (text_bytes, tokens)
         doc.metadata[MEASURE_KEY] = (doc.text, size)
         return size
 
