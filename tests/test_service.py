@@ -428,6 +428,13 @@ def test_dashboard_renders_funnel_and_loss_in_chromium(service, curated, browser
         for domain, counts in stage["domains"].items():
             assert kept[(stage["name"], domain)] == counts["kept"]["docs"]
     assert any(float(b.get_attribute("width")) > 0 for b in bars)
+    # beside each bar its documents and tokens; the HTML's tokens, left uncounted by default, are marked up to extraction
+    names = [s["name"] for s in funnel["stages"]]
+    labels = [t.text for t in driver.find_elements("css selector", "svg#funnel text") if " docs · " in t.text]
+    assert funnel["retention"]["tokens_vs_raw"] is None and labels == [
+        f"{t['kept']['docs']}/{t['in']['docs']} docs · {t['out']['tokens']}{'*' if i < names.index('extract') else ''} tok"
+        for i, t in enumerate(s["total"] for s in funnel["stages"])
+    ]
     # each stage's wall time, as stats.json has it
     walls = {r.get_attribute("data-stage"): float(r.get_attribute("data-seconds")) for r in driver.find_elements("css selector", "svg#walltime rect.wall")}
     assert walls == {s["name"]: s["wall_time_s"] for s in funnel["stages"]} and sum(walls.values()) > 0
