@@ -73,13 +73,14 @@ def documents_to_table(docs: Iterable[Document]) -> pa.Table:
             "domain": [d.metadata["domain"] for d in docs],
             "url": [d.metadata.get("url") for d in docs],
             "metadata": [_extra_metadata(d) for d in docs],
-            "tokens": [_counted_tokens(d) for d in docs],
+            "tokens": [counted_tokens(d) for d in docs],
         },
         schema=DOCUMENT_SCHEMA,
     )
 
 
-def _counted_tokens(doc: Document) -> int | None:
+def counted_tokens(doc: Document) -> int | None:
+    """The tokens of the document's current text where the run counted them (``COUNTED_KEY``), else None."""
     counted = doc.metadata.get(COUNTED_KEY)
     return counted[1] if counted is not None and counted[0] is doc.text else None
 

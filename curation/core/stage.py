@@ -23,7 +23,7 @@ from itertools import islice
 
 from datatrove.data import Document
 
-from curation.core.document import COUNTED_KEY
+from curation.core.document import COUNTED_KEY, counted_tokens
 from curation.core.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -128,14 +128,14 @@ class TextMeasure:
             return cached[1]
         if cached is not None and cached[0] is doc.text:
             return cached[1]
-        tokens, counted = None, doc.metadata.get(COUNTED_KEY)
+        tokens = None
         if cached is not None and len(cached) == 3 and (cached[2] is _UNCOUNTED or cached[2] == doc.text):
             # decoding as UTF-8 gave the text the record was counted as (most pages): the same tokens,
             # so the page is not encoded a second time (equality is a memcmp; encoding is not); or
             # the record is markup left uncounted, and so is its decoded text
             tokens = cached[1][1]
-        elif counted is not None and counted[0] is doc.text and self.count_tokens is not None:
-            tokens = counted[1]  # counted by the phase that wrote the document
+        elif self.count_tokens is not None:
+            tokens = counted_tokens(doc)  # counted by the phase that wrote the document, if one did
         text_bytes = len(doc.text.encode("utf-8", errors="surrogatepass"))
         if tokens is None:
             tokens = self._tokens(doc.text)
